@@ -1,0 +1,1 @@
+"""Trajectory data: the AnDi challenge recipe, file formats, per-trajectory preprocessing."""

@@ -1,0 +1,258 @@
+"""Trajectory and label files, validated strictly.
+
+In memory a data set is a list of float arrays, each (dim, T_i). Formats:
+- `.txt`, the AnDi challenge format: one trajectory per line, `dim;x_1;...;x_T`; for dim > 1 all x,
+  then all y, then all z (dim·T values after dim).
+- `.npy`: (n, T) for 1D, (n, dim, T), or an object array of (dim, T_i) arrays (loaded with pickle:
+  trusted files only).
+- `.csv`, long format as tracking software exports it: a header with a trajectory id column (`traj`,
+  `track_id` or `particle`), an optional time column (`frame` or `t`) and coordinates `x`[, `y`[, `z`]].
+- Reference/submission files: `dim;value` lines.
+
+Every malformed input raises TrajectoryFormatError naming the file and the line (text, csv) or the
+trajectory index (npy): never a silently wrong answer.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+MIN_POINTS = 10
+
+_ID_COLUMNS = ("traj", "track_id", "particle")
+_TIME_COLUMNS = ("frame", "t")
+_COORDS = ("x", "y", "z")
+
+
+class TrajectoryFormatError(ValueError):
+    """A trajectory or label file (or the data to be written to one) is malformed."""
+
+
+def _fail(path: str | os.PathLike, where: str, what: str) -> TrajectoryFormatError:
+    return TrajectoryFormatError(f"{path}: {where}: {what}")
+
+
+def _parse_dim(field: str) -> int:
+    """A dimension written as '2' or, as andi-datasets writes it, '2.0'; raises ValueError."""
+    try:
+        v = float(field)
+    except ValueError:
+        raise ValueError(f"dimension {field!r} is not a number") from None
+    if not v.is_integer() or not 1 <= v <= 3:
+        raise ValueError(f"dimension {field!r} must be 1, 2 or 3")
+    return int(v)
+
+
+def _parse_floats(fields: Sequence[str]) -> np.ndarray:
+    """Finite floats; raises ValueError naming the first bad field (1-based)."""
+    try:
+        values = np.array(fields, dtype=np.float64)
+    except ValueError:
+        for j, f in enumerate(fields):
+            try:
+                float(f)
+            except ValueError:
+                raise ValueError(f"value {j + 1} ({f!r}) is not a number") from None
+        raise  # numpy refused a field that python accepts: still not ours to guess
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise ValueError(f"value {bad[0] + 1} ({fields[bad[0]]!r}) is not finite")
+    return values
+
+
+def _check_traj(a: np.ndarray) -> None:
+    """Raises ValueError unless `a` is a finite real (dim, T) array with dim 1-3 and T >= MIN_POINTS."""
+    if a.dtype.kind not in "fiu" or a.ndim != 2:
+        raise ValueError(f"expected a real (dim, T) array, got dtype {a.dtype} shape {a.shape}")
+    if not 1 <= a.shape[0] <= 3:
+        raise ValueError(f"dimension {a.shape[0]} must be 1, 2 or 3 (shape {a.shape})")
+    if a.shape[1] < MIN_POINTS:
+        raise ValueError(f"{a.shape[1]} points, fewer than {MIN_POINTS}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError("contains NaN or inf")
+
+
+def _dim_lines(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of every line; rejects an empty file and empty lines."""
+    text = path.read_text()
+    if not text.strip():
+        raise _fail(path, "line 1", "empty file")
+    lines = text.split("\n")
+    if lines[-1] == "":  # the single trailing newline that ends the last line
+        lines.pop()
+    out = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            raise _fail(path, f"line {i}", "empty line")
+        out.append((i, line.split(";")))
+    return out
+
+
+def _read_txt(path: Path) -> list[np.ndarray]:
+    trajs = []
+    for i, fields in _dim_lines(path):
+        try:
+            dim = _parse_dim(fields[0])
+            values = _parse_floats(fields[1:])
+            if len(values) % dim:
+                raise ValueError(f"{len(values)} values is not a multiple of dimension {dim}")
+            a = values.reshape(dim, -1)
+            _check_traj(a)
+        except ValueError as e:
+            raise _fail(path, f"line {i}", str(e)) from None
+        trajs.append(a)
+    return trajs
+
+
+def _read_npy(path: Path) -> list[np.ndarray]:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "allow_pickle" not in str(e):
+            raise _fail(path, "file", f"not a readable .npy array ({e})") from None
+        arr = np.load(path, allow_pickle=True)  # object array of ragged trajectories
+    if arr.size == 0:
+        raise _fail(path, "file", "empty file")
+    if arr.dtype == object:
+        if arr.ndim != 1:
+            raise _fail(path, "file", f"an object array must be 1D (one entry per trajectory), got shape {arr.shape}")
+        items = [np.asarray(a) for a in arr]
+        items = [a[None] if a.ndim == 1 else a for a in items]  # a bare (T,) entry is a 1D trajectory
+    elif arr.ndim == 2:
+        items = list(arr[:, None, :])
+    elif arr.ndim == 3:
+        items = list(arr)
+    else:
+        raise _fail(path, "file", f"expected shape (n, T) or (n, dim, T), got {arr.shape}")
+    transposed = arr.ndim == 3 and arr.shape[1] > 3 >= arr.shape[2]
+    for k, a in enumerate(items):
+        try:
+            _check_traj(a)
+        except ValueError as e:
+            hint = " (is the array (n, T, dim)? expected (n, dim, T))" if transposed else ""
+            raise _fail(path, f"trajectory {k}", str(e) + hint) from None
+    return [a if a.dtype.kind == "f" else a.astype(np.float64) for a in items]
+
+
+def _read_csv(path: Path) -> list[np.ndarray]:
+    with open(path, newline="") as f:
+        rows = csv.reader(f)
+        header = next(rows, None)
+        if not header or not any(h.strip() for h in header):
+            raise _fail(path, "line 1", "empty file" if header is None else "empty header line")
+        names = [h.strip().lower() for h in header]
+        id_col = next((names.index(c) for c in _ID_COLUMNS if c in names), None)
+        if id_col is None:
+            raise _fail(path, "line 1", f"missing trajectory id column (one of {', '.join(_ID_COLUMNS)}); header {header}")
+        t_col = next((names.index(c) for c in _TIME_COLUMNS if c in names), None)
+        present = [c in names for c in _COORDS]
+        if present not in ([True, False, False], [True, True, False], [True, True, True]):
+            raise _fail(path, "line 1", f"coordinate columns must be x, x,y or x,y,z; header {header}")
+        coord_cols = [names.index(c) for c, p in zip(_COORDS, present) if p]
+        numeric_cols = coord_cols + ([t_col] if t_col is not None else [])
+
+        tracks: dict[str, list[tuple[int, list[float]]]] = {}  # id -> (line, [coords..., time])
+        for row in rows:
+            line = rows.line_num
+            if not row or not any(c.strip() for c in row):
+                raise _fail(path, f"line {line}", "empty line")
+            if len(row) != len(names):
+                raise _fail(path, f"line {line}", f"{len(row)} fields, header has {len(names)}")
+            values = []
+            for c in numeric_cols:
+                try:
+                    values.append(float(_parse_floats([row[c]])[0]))
+                except ValueError:
+                    raise _fail(path, f"line {line}", f"column {names[c]!r}: {row[c]!r} is not a finite number") from None
+            tracks.setdefault(row[id_col].strip(), []).append((line, values))
+    if not tracks:
+        raise _fail(path, "line 2", "empty file (header only)")
+
+    dim = len(coord_cols)
+    trajs = []
+    for tid, pts in tracks.items():
+        first = pts[0][0]
+        if t_col is not None:
+            pts = sorted(pts, key=lambda p: p[1][dim])
+            dup = next((b for a, b in zip(pts, pts[1:]) if a[1][dim] == b[1][dim]), None)
+            if dup is not None:
+                raise _fail(path, f"line {dup[0]}", f"trajectory {tid!r} has two points at time {dup[1][dim]:g}")
+        a = np.array([p[1][:dim] for p in pts], dtype=np.float64).T
+        if a.shape[1] < MIN_POINTS:
+            raise _fail(path, f"line {first}", f"trajectory {tid!r} has {a.shape[1]} points, fewer than {MIN_POINTS}")
+        trajs.append(a)
+    return trajs
+
+
+def read_trajectories(path: str | os.PathLike) -> list[np.ndarray]:
+    """Trajectories from a .txt (challenge), .npy or .csv file, each a float array (dim, T_i)."""
+    path = Path(path)
+    readers = {".txt": _read_txt, ".npy": _read_npy, ".csv": _read_csv}
+    if path.suffix.lower() not in readers:
+        raise _fail(path, "file", f"unsupported suffix {path.suffix!r}; expected .txt, .npy or .csv")
+    return readers[path.suffix.lower()](path)
+
+
+def read_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(dims int64, values float64) from `dim;value` lines (Task 1 α or Task 2 model label)."""
+    path = Path(path)
+    dims, values = [], []
+    for i, fields in _dim_lines(path):
+        try:
+            if len(fields) != 2:
+                raise ValueError(f"expected 'dim;value', got {len(fields)} fields")
+            dims.append(_parse_dim(fields[0]))
+            values.append(_parse_floats(fields[1:])[0])
+        except ValueError as e:
+            raise _fail(path, f"line {i}", str(e)) from None
+    return np.array(dims, dtype=np.int64), np.array(values, dtype=np.float64)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # Temp file beside the target, then os.replace: a failure never leaves a partial or lost file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_trajectories(path: str | os.PathLike, trajs: Iterable[np.ndarray]) -> None:
+    """Write (dim, T_i) trajectories in the challenge text format (values at full precision)."""
+    path = Path(path)
+    lines = []
+    for k, a in enumerate(trajs):
+        a = np.asarray(a)
+        try:
+            _check_traj(a)
+        except ValueError as e:
+            raise _fail(path, f"trajectory {k}", str(e)) from None
+        # repr of a python float is the shortest string that reads back to the same value
+        lines.append(";".join([str(a.shape[0]), *map(repr, a.astype(np.float64).ravel().tolist())]))
+    if not lines:
+        raise _fail(path, "file", "no trajectories to write")
+    _write_atomic(path, "\n".join(lines) + "\n")
+
+
+def write_labels(path: str | os.PathLike, dims: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray, fmt: str = "%.6g") -> None:
+    """Write `dim;value` lines; `fmt` is a %-format for the value ('%d' for Task 2 model labels)."""
+    path = Path(path)
+    dims, values = np.asarray(dims), np.asarray(values)
+    if dims.ndim != 1 or dims.shape != values.shape or len(dims) == 0:
+        raise _fail(path, "file", f"dims and values must be non-empty 1D of equal length, got {dims.shape}, {values.shape}")
+    lines = []
+    for k, (d, v) in enumerate(zip(dims.tolist(), values.tolist())):
+        if d not in (1, 2, 3) or not math.isfinite(v):
+            raise _fail(path, f"entry {k}", f"dimension {d!r} must be 1, 2 or 3 and value {v!r} finite")
+        lines.append(f"{int(d)};{fmt % v}")
+    _write_atomic(path, "\n".join(lines) + "\n")

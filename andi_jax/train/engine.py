@@ -1,0 +1,263 @@
+"""The ensemble engine: many models of one architecture trained together as one jitted, vmapped step.
+
+Every leaf of the training state carries a leading model axis M. Each model has its own data split
+(fold), its own batches, its own dropout keys, its own reduce-on-plateau scale and its own early stop;
+a stopped model's state is frozen while the others go on. Models may differ in trajectory length:
+each model m reads length group `group[m]`, left-padded to the ensemble's longest length.
+
+The batch axis is sharded over the local devices (several host devices on a CPU, see
+`andi_jax/__init__.py`), so that XLA spreads the many small per-model products over all cores.
+"""
+
+import dataclasses
+import time
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+from andi_jax.train import checkpoint
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  task: str = "regression"  # "regression" (MSE; best epoch by MAE) or "classification" (cross-entropy; by error rate)
+  batch_size: int = 512
+  learning_rate: float = 1e-3
+  plateau_factor: float = 0.2  # learning rate x 0.2 (÷ 5) ...
+  plateau_patience: int = 2  # ... after this many epochs without a lower validation loss
+  max_reductions: int = 1  # early stop once the number of reductions exceeds this
+  max_epochs: int = 100
+  eval_batch_size: int = 4096
+  checkpoint_every: int = 200  # steps between mid-epoch saves
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.task not in ("regression", "classification"):
+      raise ValueError(f"task must be 'regression' or 'classification', got {self.task!r}")
+
+
+@dataclasses.dataclass
+class EnsembleData:
+  """Host arrays for an ensemble. Model m trains on rows train_idx[m] of group group[m]."""
+
+  x: np.ndarray  # (G, N, T) float32, preprocessed and left-padded
+  length: np.ndarray  # (G, N) int32 real steps per row
+  y: np.ndarray  # (N,) float32 targets (alpha) or int32 labels, shared by the groups
+  group: np.ndarray  # (M,) int
+  train_idx: np.ndarray  # (M, N_train)
+  val_idx: np.ndarray  # (M, N_val)
+
+  @property
+  def padding_waste(self) -> float:
+    """Fraction of the recurrent steps computed on padding."""
+    real = self.length[self.group].astype(np.float64).mean()
+    return 1.0 - real / self.x.shape[-1]
+
+
+def kfold_indices(n: int, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """K-fold split: fold k validates on the k-th of `folds` equal parts of a seeded permutation."""
+  if folds < 2:
+    raise ValueError(f"need at least 2 folds for an 80/20-style split, got {folds}")
+  perm = np.random.default_rng(seed).permutation(n)
+  size = n // folds
+  val = np.stack([perm[k * size:(k + 1) * size] for k in range(folds)])
+  train = np.stack([np.setdiff1d(perm[:folds * size], v, assume_unique=True) for v in val])
+  return train, val
+
+
+class EnsembleState(flax.struct.PyTreeNode):
+  params: Any
+  opt_state: Any
+  plateau: optax.contrib.ReduceLROnPlateauState
+  reductions: jax.Array  # (M,) learning-rate reductions so far
+  stopped: jax.Array  # (M,) bool
+  best_params: Any
+  best_metric: jax.Array  # (M,) best validation MAE (regression) or error rate (classification)
+  best_epoch: jax.Array  # (M,)
+
+
+@dataclasses.dataclass
+class FitResult:
+  state: EnsembleState
+  history: list[dict]  # one entry per epoch: lr scale, validation loss and metric per model
+  steps: int  # training steps this call ran
+  seconds: float  # wall time of those steps, compilation included
+
+
+class Ensemble:
+  """Builds and runs the jitted, vmapped training and evaluation functions for one model."""
+
+  def __init__(self, model, config: TrainConfig):
+    self.model, self.config = model, config
+    self.tx = optax.adam(config.learning_rate)
+    self.plateau = optax.contrib.reduce_on_plateau(
+        factor=config.plateau_factor, patience=config.plateau_patience, rtol=1e-4)  # PyTorch default threshold
+    devices = np.array(jax.devices())
+    self.mesh = Mesh(devices if config.batch_size % len(devices) == 0 else devices[:1], ("batch",))
+    self.batch_sharding = NamedSharding(self.mesh, P(None, "batch"))
+    self.replicated = NamedSharding(self.mesh, P())
+    self.train_step = jax.jit(self._train_step, donate_argnums=0)
+    self.evaluate = jax.jit(jax.vmap(self._eval_batch))
+    self.end_epoch = jax.jit(self._end_epoch, donate_argnums=0)
+
+  # --- pure per-model functions, vmapped over the model axis -------------------------------
+  def _loss(self, out, y):
+    if self.config.task == "regression":
+      pred = out[:, 0]
+      return jnp.mean((pred - y) ** 2), jnp.abs(pred - y)
+    loss = optax.softmax_cross_entropy_with_integer_labels(out, y)
+    return loss.mean(), (jnp.argmax(out, -1) != y).astype(jnp.float32)
+
+  def _one_step(self, state_params, opt_state, scale, stopped, x, length, y, key):
+    def loss_fn(p):
+      out = self.model.apply({"params": p}, x, length, train=True, rngs={"dropout": key})
+      return self._loss(out, y)[0]
+
+    loss, grads = jax.value_and_grad(loss_fn)(state_params)
+    updates, new_opt = self.tx.update(grads, opt_state, state_params)
+    new_params = optax.apply_updates(state_params, jax.tree.map(lambda u: scale * u, updates))
+    keep = lambda new, old: jnp.where(stopped, old, new)  # a stopped model stops changing
+    return jax.tree.map(keep, new_params, state_params), jax.tree.map(keep, new_opt, opt_state), loss
+
+  def _train_step(self, state: EnsembleState, x, length, y, keys):
+    params, opt_state, loss = jax.vmap(self._one_step)(
+        state.params, state.opt_state, state.plateau.scale, state.stopped, x, length, y, keys)
+    return state.replace(params=params, opt_state=opt_state), loss
+
+  def _eval_batch(self, params, x, length, y, valid):
+    out = self.model.apply({"params": params}, x, length, train=False)
+    loss = (optax.squared_error(out[:, 0], y) if self.config.task == "regression"
+            else optax.softmax_cross_entropy_with_integer_labels(out, y))
+    metric = self._loss(out, y)[1]
+    return jnp.sum(loss * valid), jnp.sum(metric * valid)
+
+  def _end_epoch(self, state: EnsembleState, val_loss, val_metric, epoch):
+    def one(params, best_params, plateau, reductions, stopped, best_metric, best_epoch, loss, metric):
+      improved = (metric < best_metric) & ~stopped
+      pick = lambda new, old: jnp.where(improved, new, old)
+      best_params = jax.tree.map(pick, params, best_params)
+      _, new_plateau = self.plateau.update(jnp.zeros(()), plateau, value=loss)
+      new_plateau = jax.tree.map(lambda n, o: jnp.where(stopped, o, n), new_plateau, plateau)
+      reductions = reductions + (new_plateau.scale < plateau.scale)
+      stopped = stopped | (reductions > self.config.max_reductions)
+      return (best_params, new_plateau, reductions, stopped,
+              jnp.where(improved, metric, best_metric), jnp.where(improved, epoch, best_epoch))
+
+    best_params, plateau, reductions, stopped, best_metric, best_epoch = jax.vmap(one)(
+        state.params, state.best_params, state.plateau, state.reductions, state.stopped,
+        state.best_metric, state.best_epoch, val_loss, val_metric)
+    return state.replace(best_params=best_params, plateau=plateau, reductions=reductions,
+                         stopped=stopped, best_metric=best_metric, best_epoch=best_epoch)
+
+  # --- host side ---------------------------------------------------------------------------
+  def init(self, n_models: int, steps: int) -> EnsembleState:
+    keys = jax.random.split(jax.random.key(self.config.seed), n_models)
+    x = jnp.zeros((1, steps), jnp.float32)
+    length = jnp.full((1,), steps, jnp.int32)
+    params = jax.vmap(lambda k: self.model.init({"params": k}, x, length, train=False)["params"])(keys)
+    zeros = jnp.zeros((n_models,))
+    state = EnsembleState(
+        params=params, opt_state=jax.vmap(self.tx.init)(params),
+        plateau=jax.vmap(self.plateau.init)(params), reductions=zeros.astype(jnp.int32),
+        stopped=zeros.astype(bool), best_params=jax.tree.map(jnp.copy, params), best_metric=zeros + jnp.inf,
+        best_epoch=zeros.astype(jnp.int32) - 1)
+    return jax.device_put(state, self.replicated)
+
+  def _batch(self, data: EnsembleData, idx_MxB):
+    g = data.group[:, None]
+    arrays = (data.x[g, idx_MxB], data.length[g, idx_MxB], data.y[idx_MxB])
+    return jax.device_put(arrays, self.batch_sharding)
+
+  def validate(self, params, data: EnsembleData) -> tuple[np.ndarray, np.ndarray]:
+    """Mean validation loss and metric per model; fixed-size chunks, the last one masked."""
+    n_val = data.val_idx.shape[1]
+    size = min(self.config.eval_batch_size, n_val)
+    size += (-size) % len(self.mesh.devices.flat)
+    loss = metric = 0.0
+    for start in range(0, n_val, size):
+      idx = data.val_idx[:, start:start + size]
+      valid = np.ones(idx.shape, np.float32)
+      if idx.shape[1] < size:
+        pad = size - idx.shape[1]
+        idx = np.pad(idx, ((0, 0), (0, pad)))
+        valid = np.pad(valid, ((0, 0), (0, pad)))
+      batch = self._batch(data, idx)
+      l, m = self.evaluate(params, *batch, jax.device_put(valid, self.batch_sharding))
+      loss, metric = loss + l, metric + m
+    return np.asarray(loss) / n_val, np.asarray(metric) / n_val
+
+  def epoch_order(self, data: EnsembleData, epoch: int) -> np.ndarray:
+    """(M, N_train) per-model shuffle of its training rows, a function of (seed, epoch)."""
+    rng = np.random.default_rng([self.config.seed, epoch])
+    return np.stack([idx[rng.permutation(len(idx))] for idx in data.train_idx])
+
+  def fit(self, data: EnsembleData, workdir=None, *, max_steps: int | None = None,
+          time_budget: float | None = None, callback: Callable[[int], None] | None = None,
+          progress: bool = True, desc: str = "train") -> FitResult:
+    """Trains until every model has stopped or max_epochs; resumes from `workdir` if it holds a save.
+
+    max_steps / time_budget end this call early (after a save), e.g. for equal-time comparisons.
+    callback(global_step) runs after every step.
+    """
+    cfg = self.config
+    n_models = len(data.group)
+    steps_per_epoch = data.train_idx.shape[1] // cfg.batch_size
+    if steps_per_epoch == 0:
+      raise ValueError(f"{data.train_idx.shape[1]} training rows per model is less than one batch "
+                       f"of {cfg.batch_size}")
+    state = self.init(n_models, data.x.shape[-1])
+    manager = checkpoint.manager(workdir) if workdir is not None else None
+    history, epoch, step = [], 0, 0
+    if manager is not None and manager.latest_step() is not None:
+      state, progress_info = checkpoint.restore_train(manager, state)
+      state = jax.device_put(state, self.replicated)
+      epoch, step, history = progress_info["epoch"], progress_info["step"], progress_info["history"]
+
+    def save(epoch, step):
+      if manager is not None:
+        checkpoint.save_train(manager, epoch * steps_per_epoch + step, state,
+                              {"epoch": epoch, "step": step, "history": history})
+
+    base_key = jax.random.key(cfg.seed + 1)
+    ran, start = 0, time.perf_counter()
+    over_budget = lambda: ((max_steps is not None and ran >= max_steps) or
+                           (time_budget is not None and time.perf_counter() - start >= time_budget))
+    bar = tqdm(total=cfg.max_epochs * steps_per_epoch, initial=epoch * steps_per_epoch + step,
+               desc=desc, disable=not progress, leave=False)
+    while epoch < cfg.max_epochs and not bool(np.all(np.asarray(state.stopped))):
+      order = self.epoch_order(data, epoch)
+      while step < steps_per_epoch:
+        idx = order[:, step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        keys = jax.random.split(jax.random.fold_in(base_key, epoch * steps_per_epoch + step), n_models)
+        state, loss = self.train_step(state, *self._batch(data, idx), keys)
+        step, ran = step + 1, ran + 1
+        bar.update()
+        if callback is not None:
+          callback(epoch * steps_per_epoch + step)
+        if step < steps_per_epoch and (step % cfg.checkpoint_every == 0 or over_budget()):
+          save(epoch, step)
+        if over_budget() and step < steps_per_epoch:
+          bar.close()
+          jax.block_until_ready(state)
+          return FitResult(state, history, ran, time.perf_counter() - start)
+      val_loss, val_metric = self.validate(state.params, data)
+      state = self.end_epoch(state, jnp.asarray(val_loss), jnp.asarray(val_metric), epoch)
+      history.append({"epoch": epoch, "lr_scale": np.asarray(state.plateau.scale).tolist(),
+                      "val_loss": val_loss.tolist(), "val_metric": val_metric.tolist(),
+                      "stopped": np.asarray(state.stopped).tolist()})
+      bar.set_postfix(val=f"{float(np.mean(val_metric)):.4f}")
+      epoch, step = epoch + 1, 0
+      save(epoch, step)
+      if over_budget():
+        break
+    bar.close()
+    if manager is not None:
+      manager.wait_until_finished()
+    jax.block_until_ready(state)
+    return FitResult(state, history, ran, time.perf_counter() - start)
