@@ -1,0 +1,60 @@
+"""Throughput measurements: after compilation, synchronised, median over repeats."""
+
+import time
+
+import jax
+import numpy as np
+
+from andi_jax.models import build_model
+from andi_jax.train.engine import Ensemble, TrainConfig
+
+
+def _median_seconds(fn, repeats: int) -> float:
+  jax.block_until_ready(fn())  # compile and warm up
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def _walks(n, length, seed=0):
+  x = np.cumsum(np.random.default_rng(seed).normal(size=(n, length)), axis=1)
+  return ((x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)).astype(np.float32)
+
+
+def train_throughput(model_name: str, length: int, folds: int, batch: int, vmapped: bool = True,
+                     repeats: int = 5) -> float:
+  """Training trajectories per second summed over the ensemble.
+
+  vmapped: the folds train as one ensemble step. Otherwise one model's step runs folds times, one
+  after another, as the seed's loop does.
+  """
+  n_models = folds if vmapped else 1
+  model, _ = build_model(model_name)
+  ens = Ensemble(model, TrainConfig(batch_size=batch))
+  state = ens.init(n_models, length)
+  x = np.broadcast_to(_walks(batch, length), (n_models, batch, length))
+  batch_arrays = jax.device_put((x, np.full((n_models, batch), length, np.int32),
+                                 np.random.default_rng(1).uniform(0.05, 2, (n_models, batch)).astype(np.float32)),
+                                ens.batch_sharding)
+  keys = jax.random.split(jax.random.key(0), n_models)
+
+  def step():
+    nonlocal state
+    state, loss = ens.train_step(state, *batch_arrays, keys)
+    return loss
+
+  seconds = _median_seconds(step, repeats) * (1 if vmapped else folds)
+  return folds * batch / seconds
+
+
+def infer_throughput(model_name: str, length: int, folds: int, batch: int, repeats: int = 5) -> float:
+  """Trajectories per second through the fold-averaged jitted forward of the predictor."""
+  from andi_jax.infer import Predictor
+  model, _ = build_model(model_name)
+  state = Ensemble(model, TrainConfig(batch_size=batch)).init(folds, length)
+  predictor = Predictor(model, np.array([length]), {length: state.params}, 1.0, (-np.inf, np.inf))
+  x, lengths = _walks(batch, length), np.full(batch, length, np.int32)
+  return batch / _median_seconds(lambda: predictor._forward(state.params, x, lengths), repeats)

@@ -1,0 +1,151 @@
+"""`andi-jax` command line: thin wrappers over the library."""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+
+def _lengths(text: str) -> tuple[int, ...]:
+  if text == "hnu":
+    from andi_jax.train.per_length import HNU_LENGTHS
+    return HNU_LENGTHS
+  return tuple(int(v) for v in text.split(","))
+
+
+def cmd_generate(args):
+  from andi_jax.data import io
+  from andi_jax.data.recipe import Recipe, generate
+  ds = generate(Recipe(n=args.n, dim=args.dim, seed=args.seed), workers=args.workers, cache_dir=args.cache)
+  os.makedirs(args.out, exist_ok=True)
+  io.write_trajectories(os.path.join(args.out, "task1.txt"), ds.trajectories())
+  dims = np.full(len(ds), args.dim)
+  io.write_labels(os.path.join(args.out, "ref1.txt"), dims, ds.alpha, fmt="%.2f")
+  io.write_labels(os.path.join(args.out, "ref2.txt"), dims, ds.model, fmt="%d")
+  print(f"wrote {len(ds)} trajectories ({args.dim}D) to {args.out}/task1.txt, ref1.txt, ref2.txt")
+
+
+def cmd_train(args):
+  from andi_jax.data.recipe import Recipe, generate
+  from andi_jax.train.engine import TrainConfig
+  from andi_jax.train.per_length import train_lengths
+  lengths = _lengths(args.lengths)
+  ds = generate(Recipe(n=args.n, dim=1, seed=args.seed, keep=max(lengths)), workers=args.workers,
+                cache_dir=args.cache)
+  config = TrainConfig(batch_size=args.batch, max_epochs=args.epochs, seed=args.seed,
+                       checkpoint_every=args.checkpoint_every)
+  rows = train_lengths(ds.x[:, 0], ds.alpha, lengths, args.checkpoint, folds=args.folds, train_config=config,
+                       time_budget=args.time_budget)
+  for r in rows:
+    print(f"length {r['length']:4d}: validation MAE {r['val_mae']:.4f} after {r['epochs']} epochs "
+          f"(group {r['group']}, padding waste {r['padding_waste']:.0%})")
+
+
+def cmd_predict(args):
+  from andi_jax.data import io
+  from andi_jax.infer import Predictor
+  trajs = io.read_trajectories(args.input)
+  alpha = Predictor.load(args.checkpoint).predict(trajs, progress=True)
+  io.write_labels(args.out, np.array([t.shape[0] for t in trajs]), alpha, fmt="%.4f")
+  print(f"wrote {len(alpha)} predictions to {args.out}")
+
+
+def cmd_evaluate(args):
+  from andi_jax import metrics
+  from andi_jax.data import io
+  _, pred = io.read_labels(args.pred)
+  _, ref = io.read_labels(args.ref)
+  if len(pred) != len(ref):
+    sys.exit(f"error: {args.pred} has {len(pred)} lines but {args.ref} has {len(ref)}")
+  metric, name = (metrics.mae, "MAE") if args.task == 1 else (metrics.f1_micro, "F1 (micro)")
+  lengths = (np.array([t.shape[1] for t in io.read_trajectories(args.trajs)]) if args.trajs
+             else np.zeros(len(ref), int))
+  rows = metrics.by_length(metric, pred, ref, lengths)
+  print(f"| length bucket | n | {name} |\n|---|---|---|")
+  for r in rows if args.trajs else rows[:1]:
+    print(f"| {r['bucket']} | {r['n']} | {r['value']:.4f} |")
+
+
+def cmd_benchmark(args):
+  from andi_jax import bench
+  if args.what == "train":
+    rate = bench.train_throughput(args.model, args.length, args.folds, args.batch, vmapped=not args.sequential)
+  else:
+    rate = bench.infer_throughput(args.model, args.length, args.folds, args.batch)
+  print(f"trajectories_per_s: {rate:.1f}")
+
+
+def cmd_demo(args):
+  from andi_jax import task1
+  config = task1.Task1Config(lengths=(10, 20, 50, 100), train_n=10_000, test_n=4_000, group_time_budget=75.0)
+  summary = task1.run(config, args.workdir)
+  print(summary["table"])
+  s = summary["seconds"]
+  print(f"\ndata {s['data']:.0f} s, training {s['train']:.0f} s, prediction {s['predict']:.1f} s")
+  print(f"checkpoints: {os.path.join(args.workdir, 'lstm')}  plot: {os.path.join(args.workdir, 'pred_vs_true.png')}")
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(prog="andi-jax", description=__doc__)
+  sub = parser.add_subparsers(dest="command", required=True)
+
+  def data_args(p, n):
+    p.add_argument("--n", type=int, default=n, help="number of recipe trajectories")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="generator processes (default: all cores)")
+    p.add_argument("--cache", default=None, help="directory caching generated datasets by recipe")
+
+  p = sub.add_parser("generate", help="AnDi 2020 recipe dataset in the challenge text format")
+  data_args(p, 10_000)
+  p.add_argument("--dim", type=int, default=1, choices=(1, 2, 3))
+  p.add_argument("--out", required=True, help="directory for task1.txt, ref1.txt, ref2.txt")
+  p.set_defaults(func=cmd_generate)
+
+  p = sub.add_parser("train", help="seed-001 LSTMs, one per length and fold, trained as ensembles")
+  data_args(p, 20_000)
+  p.add_argument("--lengths", default="hnu", help="comma-separated lengths, or 'hnu' for the seed's 43")
+  p.add_argument("--folds", type=int, default=5)
+  p.add_argument("--batch", type=int, default=512)
+  p.add_argument("--epochs", type=int, default=100, help="maximum epochs (early stopping usually ends sooner)")
+  p.add_argument("--time-budget", type=float, default=None, help="seconds of training per length group")
+  p.add_argument("--checkpoint-every", type=int, default=200, help="steps between mid-epoch saves")
+  p.add_argument("--checkpoint", required=True, help="output directory (resumed if it holds a run)")
+  p.set_defaults(func=cmd_train)
+
+  p = sub.add_parser("predict", help="alpha for each trajectory of a .txt/.npy/.csv file")
+  p.add_argument("input")
+  p.add_argument("--checkpoint", required=True)
+  p.add_argument("--out", required=True, help="submission file of dim;alpha lines")
+  p.set_defaults(func=cmd_predict)
+
+  p = sub.add_parser("evaluate", help="score a submission against a reference")
+  p.add_argument("--pred", required=True)
+  p.add_argument("--ref", required=True)
+  p.add_argument("--task", type=int, default=1, choices=(1, 2))
+  p.add_argument("--trajs", default=None, help="the trajectories file, for per-length buckets")
+  p.set_defaults(func=cmd_evaluate)
+
+  p = sub.add_parser("benchmark", help="training or inference throughput after compilation")
+  p.add_argument("what", choices=("train", "infer"))
+  p.add_argument("--model", default="lstm")
+  p.add_argument("--length", type=int, default=100)
+  p.add_argument("--folds", type=int, default=5)
+  p.add_argument("--batch", type=int, default=512)
+  p.add_argument("--sequential", action="store_true", help="train the folds one after another")
+  p.set_defaults(func=cmd_benchmark)
+
+  p = sub.add_parser("demo", help="generate, train, evaluate on a fresh held-out set, in minutes on a CPU")
+  p.add_argument("--workdir", default="andi-jax-demo")
+  p.set_defaults(func=cmd_demo)
+
+  args = parser.parse_args(argv)
+  from andi_jax.data.io import TrajectoryFormatError
+  try:
+    args.func(args)
+  except (TrajectoryFormatError, FileNotFoundError) as e:
+    sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,47 @@
+"""Challenge metrics, per-length-bucket reports, and the classical TAMSD estimate of alpha."""
+
+import numpy as np
+
+LENGTH_BUCKETS = ((10, 50), (50, 100), (100, 500), (500, 1000))
+
+
+def mae(pred, true) -> float:
+  return float(np.mean(np.abs(np.asarray(pred, np.float64) - np.asarray(true, np.float64))))
+
+
+def confusion(pred, true, n_classes: int) -> np.ndarray:
+  """(true, predicted) counts."""
+  out = np.zeros((n_classes, n_classes), np.int64)
+  np.add.at(out, (np.asarray(true, int), np.asarray(pred, int)), 1)
+  return out
+
+
+def f1_micro(pred, true) -> float:
+  """Micro-averaged F1, the Task 2 metric; for single-label classes it equals accuracy."""
+  return float(np.mean(np.asarray(pred, int) == np.asarray(true, int)))
+
+
+def by_length(metric, pred, true, lengths, buckets=LENGTH_BUCKETS) -> list[dict]:
+  """metric overall and per [lo, hi) length bucket, with the count in each."""
+  pred, true, lengths = np.asarray(pred), np.asarray(true), np.asarray(lengths)
+  rows = [{"bucket": "all", "n": len(true), "value": metric(pred, true)}]
+  for lo, hi in buckets:
+    sel = (lengths >= lo) & (lengths < hi)
+    rows.append({"bucket": f"[{lo},{hi})", "n": int(sel.sum()),
+                 "value": metric(pred[sel], true[sel]) if sel.any() else float("nan")})
+  return rows
+
+
+def tamsd_alpha(trajectory, max_lag_fraction: float = 0.1, clip=(0.05, 2.0)) -> float:
+  """Classical estimate: slope of log TAMSD against log lag (lags 1..max(3, T/10)), clipped.
+
+  trajectory: (dim, T) or (T,); the TAMSD sums the squared displacements over dimensions.
+  """
+  x = np.atleast_2d(np.asarray(trajectory, np.float64))
+  T = x.shape[1]
+  lags = np.arange(1, max(3, int(T * max_lag_fraction)) + 1)
+  msd = np.array([np.mean(np.sum((x[:, lag:] - x[:, :-lag]) ** 2, axis=0)) for lag in lags])
+  if np.any(msd <= 0):
+    return clip[0]
+  slope = np.polyfit(np.log(lags), np.log(msd), 1)[0]
+  return float(np.clip(slope, *clip))

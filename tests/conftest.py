@@ -1,0 +1,19 @@
+import numpy as np
+import pytest
+
+import andi_jax  # noqa: F401  (sets the host device count before JAX starts)
+
+
+def walks(n, length, alpha, seed=0):
+  """Standardised random walks whose increments scale like t^((alpha-1)/2): a cheap alpha signal."""
+  rng = np.random.default_rng(seed)
+  steps = rng.normal(size=(n, length)) * np.arange(1, length + 1) ** ((alpha[:, None] - 1) / 2)
+  x = np.cumsum(steps, axis=1)
+  return ((x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def toy_alpha_data():
+  rng = np.random.default_rng(0)
+  alpha = rng.uniform(0.1, 1.9, 1280).astype(np.float32)
+  return walks(len(alpha), 20, alpha), alpha

@@ -1,0 +1,109 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from andi_jax.models import build_model
+from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices
+
+SMALL = {"hidden": 8, "layers": 2, "dropout": 0.2, "outputs": 1}
+
+
+def _ensemble(**kw):
+  model, _ = build_model("lstm", kw.pop("model", SMALL))
+  return Ensemble(model, TrainConfig(**{"batch_size": 128, "max_epochs": 3, "checkpoint_every": 3, **kw}))
+
+
+def _data(x, y, folds=3):
+  tr, va = kfold_indices(len(y), folds, 0)
+  return EnsembleData(x=x[None], length=np.full((1, len(y)), x.shape[1], np.int32), y=y,
+                      group=np.zeros(folds, int), train_idx=tr, val_idx=va)
+
+
+def test_kfold_disjoint_80_20():
+  tr, va = kfold_indices(1000, 5, 0)
+  assert tr.shape == (5, 800) and va.shape == (5, 200)
+  for k in range(5):
+    assert not set(tr[k]) & set(va[k])
+  assert sorted(np.concatenate(list(va))) == list(range(1000))
+
+
+def test_plateau_and_early_stop_are_per_model():
+  ens = _ensemble()
+  state = ens.init(2, 10)
+  # Model 0 never improves on its first loss; model 1 improves every epoch.
+  scales, stopped = [], []
+  for epoch in range(6):
+    loss = jnp.array([1.0, 1.0 / (epoch + 1)])
+    state = ens.end_epoch(state, loss, loss, epoch)
+    scales.append(np.asarray(state.plateau.scale))
+    stopped.append(np.asarray(state.stopped))
+  # Seed 001: lr / 5 after 2 epochs without improvement; stop when reductions exceed 1.
+  np.testing.assert_allclose([s[0] for s in scales], [1, 1, 0.2, 0.2, 0.04, 0.04], rtol=1e-6)
+  assert [bool(s[0]) for s in stopped] == [False] * 4 + [True] * 2
+  assert all(s[1] == 1 for s in scales) and not any(s[1] for s in stopped)
+  assert list(np.asarray(state.best_epoch)) == [0, 5]
+
+
+def test_stopped_model_does_not_change(toy_alpha_data):
+  x, y = toy_alpha_data
+  ens = _ensemble()
+  state = ens.init(2, 20)
+  state = state.replace(stopped=jnp.array([True, False]))
+  before = jax.tree.map(np.asarray, state.params)
+  batch = ens._batch(_data(x, y, 2), np.stack([np.arange(128), np.arange(128, 256)]))
+  state, _ = ens.train_step(state, *batch, jax.random.split(jax.random.key(0), 2))
+  after = jax.tree.map(np.asarray, state.params)
+  for b, a in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.array_equal(a[1], b[1])
+
+
+def test_fit_learns_and_keeps_best_epoch(toy_alpha_data):
+  x, y = toy_alpha_data
+  result = _ensemble(max_epochs=4, learning_rate=1e-2).fit(_data(x, y), progress=False)
+  metrics = np.array([h["val_metric"] for h in result.history])  # (epochs, models)
+  np.testing.assert_array_equal(np.asarray(result.state.best_epoch), metrics.argmin(0))
+  np.testing.assert_allclose(np.asarray(result.state.best_metric), metrics.min(0), rtol=1e-6)
+  assert metrics[-1].mean() < 0.45  # predicting the mean alpha gives 0.45
+
+
+class Killed(Exception):
+  pass
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, toy_alpha_data):
+  x, y = toy_alpha_data
+  data = _data(x, y)
+  ens = _ensemble()
+  full = ens.fit(data, tmp_path / "full", progress=False)
+
+  def kill(step):
+    if step == 11:  # 6 steps per epoch: dies in epoch 1 after its mid-epoch save at step 9
+      raise Killed
+
+  with pytest.raises(Killed):
+    ens.fit(data, tmp_path / "run", progress=False, callback=kill)
+  resumed = ens.fit(data, tmp_path / "run", progress=False)
+  assert resumed.steps < full.steps
+  for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(resumed.state)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert resumed.history == full.history
+
+
+def test_classification_task_runs_and_learns():
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 2, 1280).astype(np.int32)
+  x = np.cumsum(rng.normal(size=(1280, 20)) + 0.8 * labels[:, None], axis=1).astype(np.float32)
+  x = (x - x.mean(1, keepdims=True)) / (x.std(1, keepdims=True))
+  ens = _ensemble(task="classification", model={**SMALL, "outputs": 2}, max_epochs=3, learning_rate=1e-2)
+  result = ens.fit(_data(x, labels), progress=False)
+  assert np.asarray(result.state.best_metric).max() < 0.25  # error rate; chance is 0.5
+
+
+def test_multi_length_group_padding_waste():
+  x = np.zeros((2, 10, 40), np.float32)
+  length = np.stack([np.full(10, 20), np.full(10, 40)]).astype(np.int32)
+  data = EnsembleData(x=x, length=length, y=np.zeros(10, np.float32), group=np.array([0, 0, 1, 1]),
+                      train_idx=np.zeros((4, 8), int), val_idx=np.zeros((4, 2), int))
+  assert data.padding_waste == pytest.approx(0.25)
