@@ -57,4 +57,4 @@ def infer_throughput(model_name: str, length: int, folds: int, batch: int, repea
   state = Ensemble(model, TrainConfig(batch_size=batch)).init(folds, length)
   predictor = Predictor(model, np.array([length]), {length: state.params}, 1.0, (-np.inf, np.inf))
   x, lengths = _walks(batch, length), np.full(batch, length, np.int32)
-  return batch / _median_seconds(lambda: predictor._forward(state.params, x, lengths), repeats)
+  return batch / _median_seconds(lambda: predictor.batch_forward(state.params, x, lengths), repeats)

@@ -13,6 +13,7 @@ from collections import defaultdict
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from andi_jax.data.io import MIN_POINTS
@@ -49,6 +50,15 @@ class Predictor:
       return jax.vmap(apply)(params_F).mean(0)  # average over folds
 
     self._forward = jax.jit(forward)
+    # Rows sharded over the local devices, as in training (several host devices on a CPU).
+    devices = np.array(jax.devices())
+    self._rows = NamedSharding(Mesh(devices, ("batch",)), P("batch"))
+
+  def batch_forward(self, params_F, x_BxT, length_B):
+    """Fold-averaged raw outputs of one fixed-shape batch of standardised, left-padded windows."""
+    if len(x_BxT) % self._rows.mesh.size == 0:
+      x_BxT, length_B = jax.device_put((x_BxT, length_B), self._rows)
+    return self._forward(params_F, x_BxT, length_B)
 
   def windows(self, series_T: np.ndarray) -> tuple[int, list[np.ndarray]]:
     """The trained length used for a 1D series and the (one or two) windows it is evaluated on."""
@@ -87,7 +97,7 @@ class Predictor:
         if n < batch_size:  # pad the last batch to the fixed shape
           xb = np.pad(xb, ((0, batch_size - n), (0, 0)))
           lb = np.pad(lb, (0, batch_size - n), constant_values=Tn)
-        out = np.asarray(self._forward(self.params[Tn], xb, lb))[:n]
+        out = np.asarray(self.batch_forward(self.params[Tn], xb, lb))[:n]
         np.add.at(sums, ids[start:start + n], out)
         np.add.at(counts, ids[start:start + n], 1)
     alpha_series = np.clip(sums / counts * self.scale, *self.clip)

@@ -227,3 +227,16 @@ def test_failed_write_keeps_existing_file(tmp_path, monkeypatch):
         write_trajectories(p, [np.zeros((2, 20))])
     assert p.read_bytes() == before
     assert os.listdir(tmp_path) == ["task1.txt"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".npy", ".csv"])
+def test_write_read_round_trip_every_format(tmp_path, suffix):
+    rng = np.random.default_rng(3)
+    for shapes in ([(2, 12), (2, 30)], [(3, 15), (3, 15)]):
+        trajs = [rng.normal(size=s) for s in shapes]
+        path = tmp_path / f"t{len(shapes[0])}{shapes[1][1]}{suffix}"
+        io.write_trajectories(path, trajs)
+        back = io.read_trajectories(path)
+        assert len(back) == len(trajs)
+        for a, b in zip(trajs, back):
+            np.testing.assert_array_equal(a, b)

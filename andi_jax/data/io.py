@@ -228,19 +228,46 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def write_trajectories(path: str | os.PathLike, trajs: Iterable[np.ndarray]) -> None:
-    """Write (dim, T_i) trajectories in the challenge text format (values at full precision)."""
+    """Write (dim, T_i) trajectories by suffix: challenge text (.txt), .npy or long-format .csv.
+
+    .npy holds an (n, dim, T) array when all shapes agree, else an object array of (dim, T_i) arrays.
+    """
     path = Path(path)
-    lines = []
+    trajs = [np.asarray(a) for a in trajs]
     for k, a in enumerate(trajs):
-        a = np.asarray(a)
         try:
             _check_traj(a)
         except ValueError as e:
             raise _fail(path, f"trajectory {k}", str(e)) from None
-        # repr of a python float is the shortest string that reads back to the same value
-        lines.append(";".join([str(a.shape[0]), *map(repr, a.astype(np.float64).ravel().tolist())]))
-    if not lines:
+    if not trajs:
         raise _fail(path, "file", "no trajectories to write")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        if len({a.shape for a in trajs}) == 1:
+            arr = np.stack(trajs)
+        else:
+            arr = np.empty(len(trajs), dtype=object)
+            arr[:] = trajs
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, arr, allow_pickle=arr.dtype == object)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return
+    if suffix == ".csv":
+        dim = max(a.shape[0] for a in trajs)
+        lines = ["traj,frame," + ",".join("xyz"[:dim])]
+        for k, a in enumerate(trajs):
+            if a.shape[0] != dim:
+                raise _fail(path, f"trajectory {k}", f"a .csv holds one dimension; got {a.shape[0]}D beside {dim}D")
+            lines += [f"{k},{t}," + ",".join(map(repr, col)) for t, col in enumerate(a.astype(np.float64).T.tolist())]
+        _write_atomic(path, "\n".join(lines) + "\n")
+        return
+    # repr of a python float is the shortest string that reads back to the same value
+    lines = [";".join([str(a.shape[0]), *map(repr, a.astype(np.float64).ravel().tolist())]) for a in trajs]
     _write_atomic(path, "\n".join(lines) + "\n")
 
 
