@@ -25,7 +25,7 @@ def _walks(n, length, seed=0):
 
 
 def train_throughput(model_name: str, length: int, folds: int, batch: int, vmapped: bool = True,
-                     repeats: int = 5) -> float:
+                     repeats: int = 10) -> float:
   """Training trajectories per second summed over the ensemble.
 
   vmapped: the folds train as one ensemble step. Otherwise one model's step runs folds times, one
@@ -50,7 +50,7 @@ def train_throughput(model_name: str, length: int, folds: int, batch: int, vmapp
   return folds * batch / seconds
 
 
-def infer_throughput(model_name: str, length: int, folds: int, batch: int, repeats: int = 5) -> float:
+def infer_throughput(model_name: str, length: int, folds: int, batch: int, repeats: int = 10) -> float:
   """Trajectories per second through the fold-averaged jitted forward of the predictor."""
   from andi_jax.infer import Predictor
   model, _ = build_model(model_name)

@@ -86,6 +86,24 @@ def cmd_demo(args):
   print(f"checkpoints: {os.path.join(args.workdir, 'lstm')}  plot: {os.path.join(args.workdir, 'pred_vs_true.png')}")
 
 
+def with_huge_pages(argv) -> None:
+  """Re-executes this process with glibc's transparent-huge-page option, unless already set.
+
+  XLA allocates large, short-lived buffers every step; first-touch page faults on them cost ~20% of
+  LSTM training time on the reference VM (benchmarks/RESULTS.md). glibc reads the option at start-up only.
+  """
+  tunables = os.environ.get("GLIBC_TUNABLES", "")
+  if sys.platform == "linux" and "glibc.malloc.hugetlb" not in tunables:
+    env = dict(os.environ, GLIBC_TUNABLES=":".join(filter(None, [tunables, "glibc.malloc.hugetlb=1"])))
+    os.execve(sys.executable, [sys.executable, *argv], env)
+
+
+def entry():
+  """The console script: huge pages, then the command line."""
+  with_huge_pages(["-m", "andi_jax.cli", *sys.argv[1:]])
+  main()
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(prog="andi-jax", description=__doc__)
   sub = parser.add_subparsers(dest="command", required=True)
@@ -148,4 +166,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  entry()
