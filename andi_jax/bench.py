@@ -24,16 +24,17 @@ def _walks(n, length, seed=0):
   return ((x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)).astype(np.float32)
 
 
-def train_throughput(model_name: str, length: int, folds: int, batch: int, vmapped: bool = True,
+def train_throughput(model_name: str, length: int, folds: int, batch: int, ensemble: str = "auto",
                      repeats: int = 10) -> float:
   """Training trajectories per second summed over the ensemble.
 
-  vmapped: the folds train as one ensemble step. Otherwise one model's step runs folds times, one
-  after another, as the seed's loop does.
+  ensemble: "vmap", "map" or "auto": the folds train as one ensemble step (engine.over_models);
+  "sequential": one model's step runs folds times, one after another, as the seed's loop does.
   """
-  n_models = folds if vmapped else 1
+  sequential = ensemble == "sequential"
+  n_models = 1 if sequential else folds
   model, _ = build_model(model_name)
-  ens = Ensemble(model, TrainConfig(batch_size=batch))
+  ens = Ensemble(model, TrainConfig(batch_size=batch, ensemble="auto" if sequential else ensemble))
   state = ens.init(n_models, length)
   x = np.broadcast_to(_walks(batch, length), (n_models, batch, length))
   batch_arrays = jax.device_put((x, np.full((n_models, batch), length, np.int32),
@@ -46,7 +47,7 @@ def train_throughput(model_name: str, length: int, folds: int, batch: int, vmapp
     state, loss = ens.train_step(state, *batch_arrays, keys)
     return loss
 
-  seconds = _median_seconds(step, repeats) * (1 if vmapped else folds)
+  seconds = _median_seconds(step, repeats) * (folds if sequential else 1)
   return folds * batch / seconds
 
 

@@ -70,7 +70,7 @@ def cmd_evaluate(args):
 def cmd_benchmark(args):
   from andi_jax import bench
   if args.what == "train":
-    rate = bench.train_throughput(args.model, args.length, args.folds, args.batch, vmapped=not args.sequential)
+    rate = bench.train_throughput(args.model, args.length, args.folds, args.batch, args.ensemble)
   else:
     rate = bench.infer_throughput(args.model, args.length, args.folds, args.batch)
   print(f"trajectories_per_s: {rate:.1f}")
@@ -150,7 +150,8 @@ def main(argv=None):
   p.add_argument("--length", type=int, default=100)
   p.add_argument("--folds", type=int, default=5)
   p.add_argument("--batch", type=int, default=512)
-  p.add_argument("--sequential", action="store_true", help="train the folds one after another")
+  p.add_argument("--ensemble", default="auto", choices=("auto", "vmap", "map", "sequential"),
+                 help="folds as one step (vmap, map; auto: map on CPU, vmap elsewhere) or one model at a time")
   p.set_defaults(func=cmd_benchmark)
 
   p = sub.add_parser("demo", help="generate, train, evaluate on a fresh held-out set, in minutes on a CPU")

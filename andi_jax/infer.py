@@ -20,6 +20,7 @@ from andi_jax.data.io import MIN_POINTS
 from andi_jax.data.preprocess import left_pad, standardize
 from andi_jax.models import build_model
 from andi_jax.train import checkpoint
+from andi_jax.train.engine import over_models
 from andi_jax.train.per_length import length_dir, read_meta
 
 BUCKETS = (16, 32, 64, 128, 256, 512, 1024)
@@ -47,7 +48,7 @@ class Predictor:
     def forward(params_F, x_BxT, length_B):
       TRACES[x_BxT.shape[1]] += 1  # runs only while tracing
       apply = lambda p: self.model.apply({"params": p}, x_BxT, length_B, train=False)[:, 0]
-      return jax.vmap(apply)(params_F).mean(0)  # average over folds
+      return over_models()(apply)(params_F).mean(0)  # average over folds
 
     self._forward = jax.jit(forward)
     # Rows sharded over the local devices, as in training (several host devices on a CPU).

@@ -107,3 +107,17 @@ def test_multi_length_group_padding_waste():
   data = EnsembleData(x=x, length=length, y=np.zeros(10, np.float32), group=np.array([0, 0, 1, 1]),
                       train_idx=np.zeros((4, 8), int), val_idx=np.zeros((4, 2), int))
   assert data.padding_waste == pytest.approx(0.25)
+
+
+def test_map_and_vmap_ensembles_agree(toy_alpha_data):
+  x, y = toy_alpha_data
+  data = _data(x, y, 2)
+  results = []
+  for mode in ("map", "vmap"):
+    ens = _ensemble(ensemble=mode)
+    state = ens.init(2, 20)
+    batch = ens._batch(data, np.stack([np.arange(128), np.arange(128, 256)]))
+    state, loss = ens.train_step(state, *batch, jax.random.split(jax.random.key(0), 2))
+    results.append((state.params, loss))
+  for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

@@ -1,4 +1,6 @@
-"""The ensemble engine: many models of one architecture trained together as one jitted, vmapped step.
+"""The ensemble engine: many models of one architecture trained together by one jitted step.
+
+The per-model step is lifted over the model axis by jax.vmap (GPU) or lax.map (CPU), see over_models.
 
 Every leaf of the training state carries a leading model axis M. Each model has its own data split
 (fold), its own batches, its own dropout keys, its own reduce-on-plateau scale and its own early stop;
@@ -36,10 +38,28 @@ class TrainConfig:
   eval_batch_size: int = 4096
   checkpoint_every: int = 200  # steps between mid-epoch saves
   seed: int = 0
+  ensemble: str = "auto"  # how models share the step: "vmap", "map", or "auto" (see over_models)
 
   def __post_init__(self):
+    if self.ensemble not in ("auto", "vmap", "map"):
+      raise ValueError(f"ensemble must be 'auto', 'vmap' or 'map', got {self.ensemble!r}")
     if self.task not in ("regression", "classification"):
       raise ValueError(f"task must be 'regression' or 'classification', got {self.task!r}")
+
+
+def over_models(mode: str = "auto"):
+  """Lifts a per-model function over the leading model axis, inside one compiled step.
+
+  "vmap" batches the models' products into batched matrix products: what a GPU needs to fill up.
+  "map" runs the models one after another inside the compiled step (lax.map): on XLA's CPU backend,
+  batched products run slower than the same plain products in turn (benchmarks/RESULTS.md), and the
+  per-model arrays (left leading) need no transposes. "auto" picks "map" on CPU, "vmap" elsewhere.
+  """
+  if mode == "auto":
+    mode = "map" if jax.default_backend() == "cpu" else "vmap"
+  if mode == "vmap":
+    return jax.vmap
+  return lambda f: lambda *args: jax.lax.map(lambda a: f(*a), args)
 
 
 @dataclasses.dataclass
@@ -91,7 +111,7 @@ class FitResult:
 
 
 class Ensemble:
-  """Builds and runs the jitted, vmapped training and evaluation functions for one model."""
+  """Builds and runs the jitted ensemble training and evaluation functions for one model."""
 
   def __init__(self, model, config: TrainConfig):
     self.model, self.config = model, config
@@ -102,11 +122,12 @@ class Ensemble:
     self.mesh = Mesh(devices if config.batch_size % len(devices) == 0 else devices[:1], ("batch",))
     self.batch_sharding = NamedSharding(self.mesh, P(None, "batch"))
     self.replicated = NamedSharding(self.mesh, P())
+    self._over_models = over_models(config.ensemble)
     self.train_step = jax.jit(self._train_step, donate_argnums=0)
-    self.evaluate = jax.jit(jax.vmap(self._eval_batch))
+    self.evaluate = jax.jit(self._over_models(self._eval_batch))
     self.end_epoch = jax.jit(self._end_epoch, donate_argnums=0)
 
-  # --- pure per-model functions, vmapped over the model axis -------------------------------
+  # --- pure per-model functions, lifted over the model axis -------------------------------
   def _loss(self, out, y):
     if self.config.task == "regression":
       pred = out[:, 0]
@@ -126,7 +147,7 @@ class Ensemble:
     return jax.tree.map(keep, new_params, state_params), jax.tree.map(keep, new_opt, opt_state), loss
 
   def _train_step(self, state: EnsembleState, x, length, y, keys):
-    params, opt_state, loss = jax.vmap(self._one_step)(
+    params, opt_state, loss = self._over_models(self._one_step)(
         state.params, state.opt_state, state.plateau.scale, state.stopped, x, length, y, keys)
     return state.replace(params=params, opt_state=opt_state), loss
 
