@@ -78,7 +78,7 @@ def cmd_benchmark(args):
 
 def cmd_demo(args):
   from andi_jax import task1
-  config = task1.Task1Config(lengths=(10, 20, 50, 100), train_n=10_000, test_n=4_000, group_time_budget=75.0)
+  config = task1.Task1Config(lengths=(10, 20, 50, 100), train_n=20_000, test_n=3_000, group_time_budget=90.0)
   summary = task1.run(config, args.workdir)
   print(summary["table"])
   s = summary["seconds"]

@@ -62,9 +62,10 @@ def main():
       "| PyTorch (quoted) | map / PyTorch | inference |", "|---|---|---|---|---|---|---|---|"]
   for length, r, inf in rows:
     ref = PYTORCH_REFERENCE.get(length)
+    vs_ref = f"{r['map'] / ref:.2f}" if ref else "-"
     lines.append(f"| {length} | {r['map']:,.0f} | {r['vmap']:,.0f} | {r['sequential']:,.0f} | "
                  f"{r['map'] / r['sequential']:.2f} | {f'{ref:,}' if ref else '-'} | "
-                 f"{f'{r['map'] / ref:.2f}' if ref else '-'} | {inf:,.0f} |")
+                 f"{vs_ref} | {inf:,.0f} |")
   with open(args.out, "w") as f:
     f.write("\n".join(lines) + "\n")
   print(f"wrote {args.out}")
