@@ -53,9 +53,9 @@ def train_throughput(model_name: str, length: int, folds: int, batch: int, ensem
 
 def infer_throughput(model_name: str, length: int, folds: int, batch: int, repeats: int = 10) -> float:
   """Trajectories per second through the fold-averaged jitted forward of the predictor."""
-  from andi_jax.infer import Predictor
+  from andi_jax.infer import FoldForward
   model, _ = build_model(model_name)
   state = Ensemble(model, TrainConfig(batch_size=batch)).init(folds, length)
-  predictor = Predictor(model, np.array([length]), {length: state.params}, 1.0, (-np.inf, np.inf))
+  forward = FoldForward(model, classify=False)
   x, lengths = _walks(batch, length), np.full(batch, length, np.int32)
-  return batch / _median_seconds(lambda: predictor.batch_forward(state.params, x, lengths), repeats)
+  return batch / _median_seconds(lambda: forward(state.params, x, lengths), repeats)

@@ -29,12 +29,25 @@ def cmd_generate(args):
 def cmd_train(args):
   from andi_jax.data.recipe import Recipe, generate
   from andi_jax.train.engine import TrainConfig
+  config = TrainConfig(task="regression" if args.task == 1 else "classification", batch_size=args.batch,
+                       max_epochs=args.epochs, seed=args.seed, checkpoint_every=args.checkpoint_every)
+  if args.lengths == "all":  # one model for lengths 10..999 (the recipe's cut lengths)
+    from andi_jax.train.all_lengths import prepare, train_all_lengths
+    ds = generate(Recipe(n=args.n, dim=1, seed=args.seed), workers=args.workers, cache_dir=args.cache)
+    x, length = prepare([t[0] for t in ds.trajectories()])
+    out = train_all_lengths(x, length, ds.alpha if args.task == 1 else ds.model, args.checkpoint,
+                            task=args.task, model_name=args.model, folds=args.folds, train_config=config,
+                            time_budget=args.time_budget)
+    name = "MAE" if args.task == 1 else "error rate"
+    print(f"validation {name} per fold {np.round(out['val_metric'], 4).tolist()} after {out['epochs']} "
+          f"epochs (padding waste {out['padding_waste']:.0%})")
+    return
+  if args.task != 1 or args.model != "lstm":
+    sys.exit("error: per-length training is the seed-001 LSTM for Task 1; use --lengths all otherwise")
   from andi_jax.train.per_length import train_lengths
   lengths = _lengths(args.lengths)
   ds = generate(Recipe(n=args.n, dim=1, seed=args.seed, keep=max(lengths)), workers=args.workers,
                 cache_dir=args.cache)
-  config = TrainConfig(batch_size=args.batch, max_epochs=args.epochs, seed=args.seed,
-                       checkpoint_every=args.checkpoint_every)
   rows = train_lengths(ds.x[:, 0], ds.alpha, lengths, args.checkpoint, folds=args.folds, train_config=config,
                        time_budget=args.time_budget)
   for r in rows:
@@ -43,12 +56,24 @@ def cmd_train(args):
 
 
 def cmd_predict(args):
+  from andi_jax import infer
   from andi_jax.data import io
-  from andi_jax.infer import Predictor
   trajs = io.read_trajectories(args.input)
-  alpha = Predictor.load(args.checkpoint).predict(trajs, progress=True)
-  io.write_labels(args.out, np.array([t.shape[0] for t in trajs]), alpha, fmt="%.4f")
-  print(f"wrote {len(alpha)} predictions to {args.out}")
+  predictor = infer.load(args.checkpoint)
+  if predictor.task != args.task:
+    sys.exit(f"error: {args.checkpoint} holds a Task {predictor.task} model; --task {args.task} was asked")
+  out = predictor.predict(trajs, progress=True)
+  dims = np.array([t.shape[0] for t in trajs])
+  if args.task == 1:
+    io.write_labels(args.out, dims, out, fmt="%.4f")
+    print(f"wrote {len(out)} predictions to {args.out}")
+    return
+  # Task 2: the submission holds the labels; a CSV beside it the five class probabilities.
+  io.write_labels(args.out, dims, out.argmax(1), fmt="%d")
+  proba = os.path.splitext(args.out)[0] + ".proba.csv"
+  np.savetxt(proba, np.column_stack([dims, out.argmax(1), out]), delimiter=",", comments="",
+             fmt=["%d", "%d"] + ["%.5f"] * out.shape[1], header=",".join(["dim", "label", *predictor.classes]))
+  print(f"wrote {len(out)} labels to {args.out} and class probabilities to {proba}")
 
 
 def cmd_evaluate(args):
@@ -120,9 +145,12 @@ def main(argv=None):
   p.add_argument("--out", required=True, help="directory for task1.txt, ref1.txt, ref2.txt")
   p.set_defaults(func=cmd_generate)
 
-  p = sub.add_parser("train", help="seed-001 LSTMs, one per length and fold, trained as ensembles")
+  p = sub.add_parser("train", help="seed-001 LSTMs per length and fold, or one model for all lengths per fold")
   data_args(p, 20_000)
-  p.add_argument("--lengths", default="hnu", help="comma-separated lengths, or 'hnu' for the seed's 43")
+  p.add_argument("--lengths", default="hnu",
+                 help="comma-separated lengths, 'hnu' for the seed's 43, or 'all': one model for 10..999")
+  p.add_argument("--model", default="lstm", choices=("lstm", "conv_transformer"))
+  p.add_argument("--task", type=int, default=1, choices=(1, 2), help="1: alpha; 2: diffusion model")
   p.add_argument("--folds", type=int, default=5)
   p.add_argument("--batch", type=int, default=512)
   p.add_argument("--epochs", type=int, default=100, help="maximum epochs (early stopping usually ends sooner)")
@@ -131,10 +159,11 @@ def main(argv=None):
   p.add_argument("--checkpoint", required=True, help="output directory (resumed if it holds a run)")
   p.set_defaults(func=cmd_train)
 
-  p = sub.add_parser("predict", help="alpha for each trajectory of a .txt/.npy/.csv file")
+  p = sub.add_parser("predict", help="alpha (task 1) or diffusion model (task 2) per trajectory of a .txt/.npy/.csv file")
   p.add_argument("input")
   p.add_argument("--checkpoint", required=True)
-  p.add_argument("--out", required=True, help="submission file of dim;alpha lines")
+  p.add_argument("--task", type=int, default=1, choices=(1, 2))
+  p.add_argument("--out", required=True, help="submission file of dim;value lines (task 2: also OUT.proba.csv)")
   p.set_defaults(func=cmd_predict)
 
   p = sub.add_parser("evaluate", help="score a submission against a reference")

@@ -1,4 +1,7 @@
-"""Batched inference: ragged trajectories (any length >= 10, dims 1-3) in, alpha per trajectory out.
+"""Batched inference: ragged trajectories (any length >= 10, dims 1-3) in, one answer per trajectory out.
+
+`load(dir)` picks the predictor a checkpoint directory describes: seed 001's per-length LSTMs
+(Predictor) or one model for all lengths (AllLengthsPredictor: alpha, or the five class probabilities).
 
 Seed 001's rule: each axis is a 1D trajectory; a listed length uses that length's models, another
 length T uses the nearest smaller trained length T_n on the first and the last T_n points (averaged);
@@ -20,20 +23,93 @@ from andi_jax.data.io import MIN_POINTS
 from andi_jax.data.preprocess import left_pad, standardize
 from andi_jax.models import build_model
 from andi_jax.train import checkpoint
+from andi_jax.train.checkpoint import read_meta
 from andi_jax.train.engine import over_models
-from andi_jax.train.per_length import length_dir, read_meta
+from andi_jax.train.all_lengths import WIDTHS, params_dir
+from andi_jax.train.per_length import CLIP, length_dir
 
-BUCKETS = (16, 32, 64, 128, 256, 512, 1024)
+BUCKETS = WIDTHS  # the widths the all-lengths models trained on
 TRACES = defaultdict(int)  # bucket length -> times the batched forward was traced (tests read it)
+
+
+def bucket_of(T: int) -> int:
+  """The fixed width a series of T points is padded to: a bucket, or a multiple of the widest."""
+  return next((b for b in BUCKETS if b >= T), -(-T // BUCKETS[-1]) * BUCKETS[-1])
+
+
+class FoldForward:
+  """The jitted fold-averaged forward of fixed-shape batches (class probabilities for classifiers)."""
+
+  def __init__(self, model, classify: bool):
+    def forward(params_F, x_BxT, length_B):
+      TRACES[x_BxT.shape[1]] += 1  # runs only while tracing
+      def apply(p):
+        out = model.apply({"params": p}, x_BxT, length_B, train=False)
+        return jax.nn.softmax(out) if classify else out[:, 0]
+      return over_models()(apply)(params_F).mean(0)  # average over folds
+
+    self._forward = jax.jit(forward)
+    # Rows sharded over the local devices, as in training (several host devices on a CPU).
+    devices = np.array(jax.devices())
+    self._rows = NamedSharding(Mesh(devices, ("batch",)), P("batch"))
+
+  def __call__(self, params_F, x_BxT, length_B):
+    if len(x_BxT) % self._rows.mesh.size == 0:
+      x_BxT, length_B = jax.device_put((x_BxT, length_B), self._rows)
+    return self._forward(params_F, x_BxT, length_B)
+
+  def run(self, params_F, x_NxT, length_N, batch_size: int) -> np.ndarray:
+    """Outputs for all rows, in batches of one fixed size (the last one padded)."""
+    outs = []
+    for start in range(0, len(x_NxT), batch_size):
+      xb, lb = x_NxT[start:start + batch_size], length_N[start:start + batch_size]
+      n = len(xb)
+      if n < batch_size:
+        xb = np.pad(xb, ((0, batch_size - n), (0, 0)))
+        lb = np.pad(lb, (0, batch_size - n), constant_values=lb[0])
+      outs.append(np.asarray(self(params_F, xb, lb))[:n])
+    return np.concatenate(outs)
+
+
+def _series(trajectories):
+  """Each axis of each trajectory as a 1D series, with the index of the trajectory it belongs to."""
+  series, owner = [], []
+  for i, traj in enumerate(trajectories):
+    for axis in np.atleast_2d(np.asarray(traj, np.float64)):
+      if len(axis) < MIN_POINTS:
+        raise ValueError(f"trajectory {i} has {len(axis)} points; at least {MIN_POINTS} are needed")
+      series.append(axis)
+      owner.append(i)
+  return series, np.array(owner)
+
+
+def _mean_by_owner(values, owner, n):
+  """Average of per-series values (n_series,) or (n_series, C) over each trajectory's axes."""
+  sums = np.zeros((n,) + values.shape[1:])
+  np.add.at(sums, owner, values)
+  return sums / np.bincount(owner, minlength=n).reshape((n,) + (1,) * (values.ndim - 1))
+
+
+def load(path):
+  """The predictor a checkpoint directory's meta.json describes."""
+  method = read_meta(path)["method"]
+  if method == "hnu-per-length":
+    return Predictor.load(path)
+  if method == "all-lengths":
+    return AllLengthsPredictor.load(path)
+  raise ValueError(f"{path}/meta.json: unknown method {method!r}")
 
 
 @dataclasses.dataclass
 class Predictor:
+  """Seed 001's per-length LSTMs (Task 1)."""
+
   model: object
   lengths: np.ndarray  # trained lengths, ascending
   params: dict  # length -> params stacked over folds
   scale: float
   clip: tuple[float, float]
+  task = 1
 
   @classmethod
   def load(cls, path) -> "Predictor":
@@ -45,27 +121,11 @@ class Predictor:
     return cls(model, np.array(sorted(params)), params, meta["scale"], tuple(meta["clip"]))
 
   def __post_init__(self):
-    def forward(params_F, x_BxT, length_B):
-      TRACES[x_BxT.shape[1]] += 1  # runs only while tracing
-      apply = lambda p: self.model.apply({"params": p}, x_BxT, length_B, train=False)[:, 0]
-      return over_models()(apply)(params_F).mean(0)  # average over folds
-
-    self._forward = jax.jit(forward)
-    # Rows sharded over the local devices, as in training (several host devices on a CPU).
-    devices = np.array(jax.devices())
-    self._rows = NamedSharding(Mesh(devices, ("batch",)), P("batch"))
-
-  def batch_forward(self, params_F, x_BxT, length_B):
-    """Fold-averaged raw outputs of one fixed-shape batch of standardised, left-padded windows."""
-    if len(x_BxT) % self._rows.mesh.size == 0:
-      x_BxT, length_B = jax.device_put((x_BxT, length_B), self._rows)
-    return self._forward(params_F, x_BxT, length_B)
+    self.forward = FoldForward(self.model, classify=False)
 
   def windows(self, series_T: np.ndarray) -> tuple[int, list[np.ndarray]]:
     """The trained length used for a 1D series and the (one or two) windows it is evaluated on."""
     T = len(series_T)
-    if T < MIN_POINTS:
-      raise ValueError(f"a trajectory has {T} points; at least {MIN_POINTS} are needed")
     usable = self.lengths[self.lengths <= T]
     if not len(usable):
       raise ValueError(f"a trajectory of {T} points is shorter than the shortest trained length "
@@ -75,32 +135,49 @@ class Predictor:
 
   def predict(self, trajectories, batch_size: int = 1024, progress: bool = False) -> np.ndarray:
     """alpha for each trajectory (list of (dim, T) or (T,) arrays), in input order."""
-    # Flatten to 1D windows, remembering which (trajectory, axis) each belongs to.
+    series, owner = _series(trajectories)
     by_length = defaultdict(list)  # trained length -> [(series id, window)]
-    series_owner = []
-    for i, traj in enumerate(trajectories):
-      traj = np.atleast_2d(np.asarray(traj, np.float64))
-      for axis in traj:
-        sid = len(series_owner)
-        series_owner.append(i)
-        Tn, wins = self.windows(axis)
-        by_length[Tn] += [(sid, w) for w in wins]
-    sums = np.zeros(len(series_owner))
-    counts = np.zeros(len(series_owner))
+    for sid, s in enumerate(series):
+      Tn, wins = self.windows(s)
+      by_length[Tn] += [(sid, w) for w in wins]
+    sums, counts = np.zeros(len(series)), np.zeros(len(series))
     for Tn in tqdm(sorted(by_length), desc="predict", disable=not progress, leave=False):
       items = by_length[Tn]
-      bucket = next(b for b in BUCKETS if b >= Tn) if Tn <= BUCKETS[-1] else Tn
-      x, length = left_pad(standardize(np.stack([w for _, w in items])), bucket)
+      x, length = left_pad(standardize(np.stack([w for _, w in items])), bucket_of(Tn))
       ids = np.array([sid for sid, _ in items])
-      for start in range(0, len(items), batch_size):
-        xb, lb = x[start:start + batch_size], length[start:start + batch_size]
-        n = len(xb)
-        if n < batch_size:  # pad the last batch to the fixed shape
-          xb = np.pad(xb, ((0, batch_size - n), (0, 0)))
-          lb = np.pad(lb, (0, batch_size - n), constant_values=Tn)
-        out = np.asarray(self.batch_forward(self.params[Tn], xb, lb))[:n]
-        np.add.at(sums, ids[start:start + n], out)
-        np.add.at(counts, ids[start:start + n], 1)
+      np.add.at(sums, ids, self.forward.run(self.params[Tn], x, length, batch_size))
+      np.add.at(counts, ids, 1)
     alpha_series = np.clip(sums / counts * self.scale, *self.clip)
-    owner = np.array(series_owner)
-    return np.bincount(owner, alpha_series, len(trajectories)) / np.bincount(owner, minlength=len(trajectories))
+    return _mean_by_owner(alpha_series, owner, len(trajectories))
+
+
+@dataclasses.dataclass
+class AllLengthsPredictor:
+  """One model for every length (ConvTransformer or LSTM), folds averaged, axes averaged."""
+
+  model: object
+  params: dict  # stacked over folds
+  task: int  # 1: alpha; 2: probabilities of the five models
+  classes: tuple[str, ...] | None
+
+  @classmethod
+  def load(cls, path) -> "AllLengthsPredictor":
+    meta = read_meta(path)
+    model, _ = build_model(meta["model"], meta["model_config"])
+    params = jax.device_put(checkpoint.load_params(params_dir(path)))
+    return cls(model, params, meta["task"], tuple(meta["classes"]) if meta["classes"] else None)
+
+  def __post_init__(self):
+    self.forward = FoldForward(self.model, classify=self.task == 2)
+
+  def predict(self, trajectories, batch_size: int = 1024, progress: bool = False) -> np.ndarray:
+    """Task 1: alpha (n,) clipped to the challenge range; task 2: class probabilities (n, 5)."""
+    series, owner = _series(trajectories)
+    width = np.array([bucket_of(len(s)) for s in series])
+    out = np.zeros((len(series), len(self.classes)) if self.task == 2 else len(series))
+    for w in tqdm(np.unique(width), desc="predict", disable=not progress, leave=False):
+      ids = np.flatnonzero(width == w)
+      x, length = left_pad([standardize(series[i][None])[0] for i in ids], int(w))
+      out[ids] = self.forward.run(self.params, x, length, batch_size)
+    out = _mean_by_owner(out, owner, len(trajectories))
+    return np.clip(out, *CLIP) if self.task == 1 else out

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from andi_jax.data import io
-from andi_jax.train.per_length import read_meta
+from andi_jax.train.checkpoint import read_meta
 
 CLI = [sys.executable, "-m", "andi_jax.cli"]
 

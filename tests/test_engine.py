@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -51,7 +53,7 @@ def test_stopped_model_does_not_change(toy_alpha_data):
   state = ens.init(2, 20)
   state = state.replace(stopped=jnp.array([True, False]))
   before = jax.tree.map(np.asarray, state.params)
-  batch = ens._batch(_data(x, y, 2), np.stack([np.arange(128), np.arange(128, 256)]))
+  batch = ens._batch(_data(x, y, 2), np.stack([np.arange(128), np.arange(128, 256)]), 20)
   state, _ = ens.train_step(state, *batch, jax.random.split(jax.random.key(0), 2))
   after = jax.tree.map(np.asarray, state.params)
   for b, a in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
@@ -109,6 +111,46 @@ def test_multi_length_group_padding_waste():
   assert data.padding_waste == pytest.approx(0.25)
 
 
+def _bucketed(n=3000, folds=2):
+  rng = np.random.default_rng(1)
+  length = rng.integers(10, 65, n).astype(np.int32)
+  x = np.zeros((1, n, 64), np.float32)
+  for i, L in enumerate(length):
+    x[0, i, 64 - L:] = rng.normal(size=L)
+  tr, va = kfold_indices(n, folds, 0)
+  return EnsembleData(x=x, length=length[None], y=rng.normal(size=n).astype(np.float32),
+                      group=np.zeros(folds, int), train_idx=tr, val_idx=va, widths=(16, 32, 64))
+
+
+def test_buckets_batch_one_width_each_and_bound_waste():
+  data = _bucketed()
+  ens = _ensemble()
+  steps = ens.epoch_batches(data, 0)
+  assert {w for w, _ in steps} == {16, 32, 64}
+  for width, idx in steps:
+    assert idx.shape == (2, 128)
+    rows = data.length[0, idx]
+    assert rows.max() <= width and (width == 16 or rows.min() > width // 2)
+    for m in range(2):  # each model draws from its own fold's training rows only
+      assert set(idx[m]) <= set(data.train_idx[m])
+  # uniform lengths 10..64: padded to 64 wastes ~41 %, the three buckets ~20 %
+  waste_one = 1 - data.length.mean() / 64
+  assert data.padding_waste < 0.6 * waste_one
+  assert ens.epoch_batches(data, 0)[3][1].tolist() == steps[3][1].tolist()  # a function of (seed, epoch)
+  with pytest.raises(ValueError, match="widest bucket"):
+    EnsembleData(x=data.x, length=data.length, y=data.y, group=data.group, train_idx=data.train_idx,
+                 val_idx=data.val_idx, widths=(16, 32))
+
+
+def test_bucketed_validation_equals_full_width():
+  data = _bucketed(n=600)
+  ens = _ensemble()
+  params = ens.init(2, 64).params
+  full = dataclasses.replace(data, widths=None)
+  for a, b in zip(ens.validate(params, data), ens.validate(params, full)):
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
 def test_map_and_vmap_ensembles_agree(toy_alpha_data):
   x, y = toy_alpha_data
   data = _data(x, y, 2)
@@ -116,7 +158,7 @@ def test_map_and_vmap_ensembles_agree(toy_alpha_data):
   for mode in ("map", "vmap"):
     ens = _ensemble(ensemble=mode)
     state = ens.init(2, 20)
-    batch = ens._batch(data, np.stack([np.arange(128), np.arange(128, 256)]))
+    batch = ens._batch(data, np.stack([np.arange(128), np.arange(128, 256)]), 20)
     state, loss = ens.train_step(state, *batch, jax.random.split(jax.random.key(0), 2))
     results.append((state.params, loss))
   for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):

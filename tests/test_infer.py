@@ -42,8 +42,8 @@ def test_windows_rule(predictor):
   Tn, wins = predictor.windows(np.arange(49.0))
   assert Tn == 45 and wins[0][0] == 0 and wins[1][0] == 4 and wins[1][-1] == 48
   assert predictor.windows(np.arange(44.0))[0] == 10
-  with pytest.raises(ValueError, match="at least 10"):
-    predictor.windows(np.arange(9.0))
+  with pytest.raises(ValueError, match="trajectory 1 has 9 points; at least 10"):
+    predictor.predict([np.arange(20.0), np.arange(9.0)])
 
 
 def test_no_recompilation_and_batch_independence(predictor):

@@ -3,9 +3,10 @@ called as model.apply({'params': p}, x_BxT, length_B, train=bool)."""
 
 import dataclasses
 
+from andi_jax.models.conv_transformer import ConvTransformer, ConvTransformerConfig
 from andi_jax.models.lstm import LSTM, LSTMConfig
 
-REGISTRY = {"lstm": (LSTM, LSTMConfig)}
+REGISTRY = {"lstm": (LSTM, LSTMConfig), "conv_transformer": (ConvTransformer, ConvTransformerConfig)}
 
 
 def build_model(name: str, config=None):

@@ -1,5 +1,6 @@
 """orbax-checkpoint: resumable training state, and exported best parameters for inference."""
 
+import json
 import os
 
 import jax
@@ -33,3 +34,20 @@ def save_params(path, params) -> None:
 def load_params(path):
   with ocp.StandardCheckpointer() as ckptr:
     return ckptr.restore(os.path.abspath(path))
+
+
+def write_meta(outdir, meta: dict) -> None:
+  """outdir/meta.json, replaced atomically: a crash never leaves a torn description of the models."""
+  os.makedirs(outdir, exist_ok=True)
+  tmp = os.path.join(outdir, "meta.json.tmp")
+  with open(tmp, "w") as f:
+    json.dump(meta, f, indent=1)
+  os.replace(tmp, os.path.join(outdir, "meta.json"))
+
+
+def read_meta(outdir) -> dict:
+  path = os.path.join(outdir, "meta.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{outdir} is not an andi-jax checkpoint directory: {path} is missing")
+  with open(path) as f:
+    return json.load(f)

@@ -64,7 +64,12 @@ def over_models(mode: str = "auto"):
 
 @dataclasses.dataclass
 class EnsembleData:
-  """Host arrays for an ensemble. Model m trains on rows train_idx[m] of group group[m]."""
+  """Host arrays for an ensemble. Model m trains on rows train_idx[m] of group group[m].
+
+  With `widths` (ascending bucket widths, the last >= every length), each batch holds rows of one
+  length bucket, cut to that bucket's width: left padding puts a row's points in the last columns.
+  One compilation per width; padding bounded by the bucket's span instead of the longest row.
+  """
 
   x: np.ndarray  # (G, N, T) float32, preprocessed and left-padded
   length: np.ndarray  # (G, N) int32 real steps per row
@@ -72,12 +77,28 @@ class EnsembleData:
   group: np.ndarray  # (M,) int
   train_idx: np.ndarray  # (M, N_train)
   val_idx: np.ndarray  # (M, N_val)
+  widths: tuple[int, ...] | None = None
+
+  def __post_init__(self):
+    if self.widths is not None:
+      if list(self.widths) != sorted(set(self.widths)) or self.widths[-1] > self.x.shape[-1]:
+        raise ValueError(f"widths must ascend and not exceed T={self.x.shape[-1]}, got {self.widths}")
+      if self.length.max() > self.widths[-1]:
+        raise ValueError(f"a row of {self.length.max()} steps exceeds the widest bucket {self.widths[-1]}")
+
+  @property
+  def bucket_widths(self) -> tuple[int, ...]:
+    return (self.x.shape[-1],) if self.widths is None else tuple(self.widths)
+
+  def width_of(self, rows_length: np.ndarray) -> np.ndarray:
+    widths = np.array(self.bucket_widths)
+    return widths[np.searchsorted(widths, rows_length)]
 
   @property
   def padding_waste(self) -> float:
-    """Fraction of the recurrent steps computed on padding."""
-    real = self.length[self.group].astype(np.float64).mean()
-    return 1.0 - real / self.x.shape[-1]
+    """Fraction of the computed steps that fall on padding, over the models' training rows."""
+    length = self.length[self.group[:, None], self.train_idx].astype(np.float64)
+    return 1.0 - length.sum() / self.width_of(length).sum()
 
 
 def kfold_indices(n: int, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -190,33 +211,50 @@ class Ensemble:
         best_epoch=zeros.astype(jnp.int32) - 1)
     return jax.device_put(state, self.replicated)
 
-  def _batch(self, data: EnsembleData, idx_MxB):
+  def _batch(self, data: EnsembleData, idx_MxB, width: int):
     g = data.group[:, None]
-    arrays = (data.x[g, idx_MxB], data.length[g, idx_MxB], data.y[idx_MxB])
+    arrays = (data.x[g, idx_MxB][..., -width:], data.length[g, idx_MxB], data.y[idx_MxB])
     return jax.device_put(arrays, self.batch_sharding)
 
+  def _by_bucket(self, data: EnsembleData, idx_MxN):
+    """For each bucket width, each model's rows of idx_MxN that fall in it."""
+    rows_length = data.length[data.group[:, None], idx_MxN]
+    width = data.width_of(rows_length)
+    return [(w, [idx[wm == w] for idx, wm in zip(idx_MxN, width)]) for w in data.bucket_widths]
+
   def validate(self, params, data: EnsembleData) -> tuple[np.ndarray, np.ndarray]:
-    """Mean validation loss and metric per model; fixed-size chunks, the last one masked."""
+    """Mean validation loss and metric per model; per bucket, fixed-size chunks masked where short."""
     n_val = data.val_idx.shape[1]
-    size = min(self.config.eval_batch_size, n_val)
-    size += (-size) % len(self.mesh.devices.flat)
     loss = metric = 0.0
-    for start in range(0, n_val, size):
-      idx = data.val_idx[:, start:start + size]
-      valid = np.ones(idx.shape, np.float32)
-      if idx.shape[1] < size:
-        pad = size - idx.shape[1]
-        idx = np.pad(idx, ((0, 0), (0, pad)))
-        valid = np.pad(valid, ((0, 0), (0, pad)))
-      batch = self._batch(data, idx)
-      l, m = self.evaluate(params, *batch, jax.device_put(valid, self.batch_sharding))
-      loss, metric = loss + l, metric + m
+    for width, rows in self._by_bucket(data, data.val_idx):
+      n = max(len(r) for r in rows)
+      if n == 0:
+        continue
+      size = min(self.config.eval_batch_size, n)
+      size += (-size) % len(self.mesh.devices.flat)
+      n_pad = -(-n // size) * size
+      idx = np.stack([np.pad(r, (0, n_pad - len(r))) for r in rows])
+      valid = np.stack([np.arange(n_pad) < len(r) for r in rows]).astype(np.float32)
+      for start in range(0, n_pad, size):
+        batch = self._batch(data, idx[:, start:start + size], width)
+        l, m = self.evaluate(params, *batch, jax.device_put(valid[:, start:start + size], self.batch_sharding))
+        loss, metric = loss + l, metric + m
     return np.asarray(loss) / n_val, np.asarray(metric) / n_val
 
-  def epoch_order(self, data: EnsembleData, epoch: int) -> np.ndarray:
-    """(M, N_train) per-model shuffle of its training rows, a function of (seed, epoch)."""
+  def epoch_batches(self, data: EnsembleData, epoch: int) -> list[tuple[int, np.ndarray]]:
+    """The epoch's steps as (width, (M, B) row indices), a function of (seed, epoch).
+
+    Each model shuffles its own training rows; every step takes all models' rows from one bucket (one
+    shape), with as many steps per bucket as the model with the fewest rows there fills.
+    """
     rng = np.random.default_rng([self.config.seed, epoch])
-    return np.stack([idx[rng.permutation(len(idx))] for idx in data.train_idx])
+    B = self.config.batch_size
+    steps = []
+    for width, rows in self._by_bucket(data, data.train_idx):
+      n = min(len(r) for r in rows) // B
+      rows = np.stack([rng.permutation(r)[:n * B].reshape(n, B) for r in rows], 1)  # (n, M, B)
+      steps += [(width, r) for r in rows]
+    return [steps[i] for i in rng.permutation(len(steps))]
 
   def fit(self, data: EnsembleData, workdir=None, *, max_steps: int | None = None,
           time_budget: float | None = None, callback: Callable[[int], None] | None = None,
@@ -228,10 +266,10 @@ class Ensemble:
     """
     cfg = self.config
     n_models = len(data.group)
-    steps_per_epoch = data.train_idx.shape[1] // cfg.batch_size
+    steps_per_epoch = len(self.epoch_batches(data, 0))
     if steps_per_epoch == 0:
-      raise ValueError(f"{data.train_idx.shape[1]} training rows per model is less than one batch "
-                       f"of {cfg.batch_size}")
+      raise ValueError(f"{data.train_idx.shape[1]} training rows per model fill no batch of "
+                       f"{cfg.batch_size} (in any length bucket)")
     state = self.init(n_models, data.x.shape[-1])
     manager = checkpoint.manager(workdir) if workdir is not None else None
     history, epoch, step = [], 0, 0
@@ -252,11 +290,11 @@ class Ensemble:
     bar = tqdm(total=cfg.max_epochs * steps_per_epoch, initial=epoch * steps_per_epoch + step,
                desc=desc, disable=not progress, leave=False)
     while epoch < cfg.max_epochs and not bool(np.all(np.asarray(state.stopped))):
-      order = self.epoch_order(data, epoch)
+      batches = self.epoch_batches(data, epoch)
       while step < steps_per_epoch:
-        idx = order[:, step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        width, idx = batches[step]
         keys = jax.random.split(jax.random.fold_in(base_key, epoch * steps_per_epoch + step), n_models)
-        state, loss = self.train_step(state, *self._batch(data, idx), keys)
+        state, loss = self.train_step(state, *self._batch(data, idx, width), keys)
         step, ran = step + 1, ran + 1
         bar.update()
         if callback is not None:

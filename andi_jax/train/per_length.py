@@ -7,7 +7,6 @@ Output directory layout (what `andi_jax.infer.Predictor.load` reads):
 """
 
 import dataclasses
-import json
 import os
 import time
 
@@ -41,21 +40,9 @@ def group_lengths(lengths, max_models: int, folds: int, min_ratio: float) -> lis
 
 
 def write_meta(outdir, model_name: str, model_config, folds: int, lengths, task: int = 1) -> None:
-  meta = {"method": "hnu-per-length", "model": model_name, "model_config": dataclasses.asdict(model_config),
-          "task": task, "folds": folds, "lengths": sorted(lengths), "scale": SCALE, "clip": list(CLIP)}
-  os.makedirs(outdir, exist_ok=True)
-  tmp = os.path.join(outdir, "meta.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(meta, f, indent=1)
-  os.replace(tmp, os.path.join(outdir, "meta.json"))
-
-
-def read_meta(outdir) -> dict:
-  path = os.path.join(outdir, "meta.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{outdir} is not an andi-jax checkpoint directory: {path} is missing")
-  with open(path) as f:
-    return json.load(f)
+  checkpoint.write_meta(outdir, {
+      "method": "hnu-per-length", "model": model_name, "model_config": dataclasses.asdict(model_config),
+      "task": task, "folds": folds, "lengths": sorted(lengths), "scale": SCALE, "clip": list(CLIP)})
 
 
 def length_dir(outdir, length: int) -> str:
@@ -74,7 +61,7 @@ def train_lengths(x_NxT: np.ndarray, alpha_N: np.ndarray, lengths, outdir, *, fo
   model, model_config = build_model(model_name, model_config)
   ensemble = Ensemble(model, train_config)
   train_idx, val_idx = kfold_indices(len(alpha_N), folds, train_config.seed)
-  done = set(read_meta(outdir)["lengths"]) if os.path.exists(os.path.join(outdir, "meta.json")) else set()
+  done = set(checkpoint.read_meta(outdir)["lengths"]) if os.path.exists(os.path.join(outdir, "meta.json")) else set()
   rows = []
   groups = group_lengths([L for L in lengths if L not in done], max_models, folds, min_ratio)
   for group in groups:

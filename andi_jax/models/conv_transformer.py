@@ -1,0 +1,87 @@
+"""The ConvTransformer (seed 000): two 1D convolutions turn a trajectory into "words", two transformer
+encoder blocks read them without positional encoding or decoder, a pooled vector feeds the head.
+
+One model serves every length. Inputs arrive left-padded (the project's convention, see
+data/preprocess.py); the model first moves each row's points to the front, so that a strided
+convolution sees the same grid of windows whatever the padding. Every stage then masks what lies
+beyond the row's end (convolution outputs past it are zeroed, attention ignores those keys, pooling
+skips them), so a prediction does not depend on the padding or on the rest of the batch.
+
+Per point the input has two channels: the standardised position and the increment scaled to unit
+root mean square (anomalous exponents live in how increments scale and correlate).
+"""
+
+import dataclasses
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvTransformerConfig:
+  width: int = 64  # convolution channels = token dimension
+  kernel: int = 5
+  strides: tuple[int, ...] = (2, 2)  # one per convolution; their product shortens the token sequence
+  heads: int = 4
+  blocks: int = 2
+  mlp: int = 128  # hidden units of each encoder block's feed-forward layer
+  dropout: float = 0.1
+  outputs: int = 1  # 1: alpha (Task 1); 5: diffusion model logits (Task 2)
+
+  def __post_init__(self):
+    object.__setattr__(self, "strides", tuple(self.strides))  # a list when read back from JSON
+
+
+def _to_front(x_BxT, length_B):
+  """Left-padded rows -> rows starting at column 0, zeros after their end; and that validity mask."""
+  T = x_BxT.shape[1]
+  t = jnp.arange(T)
+  valid = t[None] < length_B[:, None]
+  src = jnp.minimum(t[None] + (T - length_B)[:, None], T - 1)
+  return jnp.where(valid, jnp.take_along_axis(x_BxT, src, 1), 0.0), valid
+
+
+class EncoderBlock(nn.Module):
+  config: ConvTransformerConfig
+
+  @nn.compact
+  def __call__(self, h, mask_BxL, train):
+    cfg = self.config
+    y = nn.LayerNorm()(h)
+    y = nn.MultiHeadDotProductAttention(num_heads=cfg.heads, dropout_rate=cfg.dropout,
+                                        deterministic=not train)(
+        y, y, mask=nn.make_attention_mask(mask_BxL, mask_BxL))
+    h = h + nn.Dropout(cfg.dropout, deterministic=not train)(y)
+    y = nn.Dense(cfg.mlp)(nn.LayerNorm()(h))
+    y = nn.Dense(cfg.width)(nn.gelu(y))
+    return h + nn.Dropout(cfg.dropout, deterministic=not train)(y)
+
+
+class ConvTransformer(nn.Module):
+  config: ConvTransformerConfig
+
+  @nn.compact
+  def __call__(self, x_BxT, length_B, train: bool = False):
+    cfg = self.config
+    x, valid = _to_front(x_BxT, length_B)
+    inc = jnp.where(valid[:, 1:], x[:, 1:] - x[:, :-1], 0.0)
+    rms = jnp.sqrt(jnp.sum(inc**2, 1, keepdims=True) / jnp.maximum(length_B[:, None] - 1, 1))
+    inc = jnp.pad(inc / jnp.where(rms > 0, rms, 1.0), ((0, 0), (1, 0)))
+    h = jnp.stack([x, inc], -1)
+
+    n = length_B
+    for stride in cfg.strides:
+      # Explicit padding: the window grid starts at point 0 for every width (SAME would shift it).
+      pad = ((cfg.kernel - 1) // 2, cfg.kernel // 2)
+      h = nn.gelu(nn.Conv(cfg.width, (cfg.kernel,), strides=(stride,), padding=(pad,))(h))
+      n = -(-n // stride)  # tokens whose window starts inside the row
+      mask = jnp.arange(h.shape[1])[None] < n[:, None]
+      h = h * mask[..., None]
+    self.sow("intermediates", "words", h)  # the last convolution's words (Grad-CAM's stage)
+
+    for _ in range(cfg.blocks):
+      h = EncoderBlock(cfg)(h, mask, train)
+    h = nn.LayerNorm()(h)
+    pooled = jnp.sum(h * mask[..., None], 1) / n[:, None]
+    pooled = nn.Dropout(cfg.dropout, deterministic=not train)(pooled)
+    return nn.Dense(cfg.outputs)(pooled)
