@@ -25,7 +25,7 @@ def _walks(n, length, seed=0):
 
 
 def train_throughput(model_name: str, length: int, folds: int, batch: int, ensemble: str = "auto",
-                     repeats: int = 10) -> float:
+                     repeats: int = 10, model_config=None) -> float:
   """Training trajectories per second summed over the ensemble.
 
   ensemble: "vmap", "map" or "auto": the folds train as one ensemble step (engine.over_models);
@@ -33,7 +33,7 @@ def train_throughput(model_name: str, length: int, folds: int, batch: int, ensem
   """
   sequential = ensemble == "sequential"
   n_models = 1 if sequential else folds
-  model, _ = build_model(model_name)
+  model, _ = build_model(model_name, model_config)
   ens = Ensemble(model, TrainConfig(batch_size=batch, ensemble="auto" if sequential else ensemble))
   state = ens.init(n_models, length)
   x = np.broadcast_to(_walks(batch, length), (n_models, batch, length))
@@ -51,10 +51,11 @@ def train_throughput(model_name: str, length: int, folds: int, batch: int, ensem
   return folds * batch / seconds
 
 
-def infer_throughput(model_name: str, length: int, folds: int, batch: int, repeats: int = 10) -> float:
+def infer_throughput(model_name: str, length: int, folds: int, batch: int, repeats: int = 10,
+                     model_config=None) -> float:
   """Trajectories per second through the fold-averaged jitted forward of the predictor."""
   from andi_jax.infer import FoldForward
-  model, _ = build_model(model_name)
+  model, _ = build_model(model_name, model_config)
   state = Ensemble(model, TrainConfig(batch_size=batch)).init(folds, length)
   forward = FoldForward(model, classify=False)
   x, lengths = _walks(batch, length), np.full(batch, length, np.int32)

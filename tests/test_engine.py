@@ -137,6 +137,7 @@ def test_buckets_batch_one_width_each_and_bound_waste():
   waste_one = 1 - data.length.mean() / 64
   assert data.padding_waste < 0.6 * waste_one
   assert ens.epoch_batches(data, 0)[3][1].tolist() == steps[3][1].tolist()  # a function of (seed, epoch)
+  assert len(_ensemble(steps_per_epoch=5).epoch_batches(data, 0)) == 5
   with pytest.raises(ValueError, match="widest bucket"):
     EnsembleData(x=data.x, length=data.length, y=data.y, group=data.group, train_idx=data.train_idx,
                  val_idx=data.val_idx, widths=(16, 32))

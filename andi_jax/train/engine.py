@@ -35,6 +35,7 @@ class TrainConfig:
   plateau_patience: int = 2  # ... after this many epochs without a lower validation loss
   max_reductions: int = 1  # early stop once the number of reductions exceeds this
   max_epochs: int = 100
+  steps_per_epoch: int | None = None  # validate every this many steps (default: one pass over the data)
   eval_batch_size: int = 4096
   checkpoint_every: int = 200  # steps between mid-epoch saves
   seed: int = 0
@@ -245,7 +246,8 @@ class Ensemble:
     """The epoch's steps as (width, (M, B) row indices), a function of (seed, epoch).
 
     Each model shuffles its own training rows; every step takes all models' rows from one bucket (one
-    shape), with as many steps per bucket as the model with the fewest rows there fills.
+    shape), with as many steps per bucket as the model with the fewest rows there fills. A shorter
+    `steps_per_epoch` takes the first steps of that shuffled pass, a fresh random part every epoch.
     """
     rng = np.random.default_rng([self.config.seed, epoch])
     B = self.config.batch_size
@@ -254,7 +256,7 @@ class Ensemble:
       n = min(len(r) for r in rows) // B
       rows = np.stack([rng.permutation(r)[:n * B].reshape(n, B) for r in rows], 1)  # (n, M, B)
       steps += [(width, r) for r in rows]
-    return [steps[i] for i in rng.permutation(len(steps))]
+    return [steps[i] for i in rng.permutation(len(steps))][:self.config.steps_per_epoch]
 
   def fit(self, data: EnsembleData, workdir=None, *, max_steps: int | None = None,
           time_budget: float | None = None, callback: Callable[[int], None] | None = None,

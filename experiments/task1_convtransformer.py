@@ -1,0 +1,12 @@
+"""Task 1 (alpha) with the ConvTransformer (seed 000) against the LSTM, at equal training time.
+
+  python experiments/task1_convtransformer.py                # CPU size: 2 x 10 min on 2 cores
+  python experiments/task1_convtransformer.py --scale gpu    # a GPU-sized run
+
+Writes experiments/results/task1_convtransformer/: results.md per length bucket, results.json, PNGs.
+"""
+
+from andi_jax import equal_time
+
+if __name__ == "__main__":
+  equal_time.main(task=1, doc=__doc__)

@@ -1,0 +1,75 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from andi_jax import infer
+from andi_jax.data.preprocess import left_pad, standardize
+from andi_jax.data.recipe import Recipe, generate
+from andi_jax.models import build_model
+from andi_jax.train.all_lengths import prepare, train_all_lengths
+from andi_jax.train.engine import TrainConfig
+
+SMALL = {"width": 32, "heads": 2, "mlp": 64, "strides": (2, 2)}
+
+
+@pytest.fixture(scope="module")
+def model_params():
+  model, _ = build_model("conv_transformer", SMALL)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 64)), jnp.array([64]))["params"]
+  return model, params
+
+
+def test_padding_and_batch_do_not_change_outputs(model_params):
+  model, params = model_params
+  rng = np.random.default_rng(0)
+  rows = [standardize(np.cumsum(rng.normal(size=L))[None])[0] for L in (10, 11, 13, 37, 64, 100)]
+  outs = [np.asarray(model.apply({"params": params}, *left_pad(rows, w))) for w in (100, 128, 512)]
+  np.testing.assert_allclose(outs[0], outs[1], atol=2e-6)
+  np.testing.assert_allclose(outs[0], outs[2], atol=2e-6)
+  alone = np.asarray(model.apply({"params": params}, *left_pad(rows[3:4], 128)))
+  np.testing.assert_allclose(alone[0], outs[1][3], atol=2e-6)
+  # what lies in the padding is ignored
+  x, length = left_pad(rows, 128)
+  x[0, :128 - 10] = 1e3
+  np.testing.assert_allclose(np.asarray(model.apply({"params": params}, x, length)), outs[1], atol=2e-6)
+
+
+def test_predictor_compiles_once_per_bucket(model_params):
+  model, params = model_params
+  stacked = jax.tree.map(lambda a: jnp.stack([a, a]), params)
+  pred = infer.AllLengthsPredictor(model, stacked, task=1, classes=None)
+  rng = np.random.default_rng(1)
+  trajs = [np.cumsum(rng.normal(size=L)) for L in rng.integers(33, 64, 40)]  # all in the 64 bucket
+  first = pred.predict(trajs[:7], batch_size=16)
+  traces = dict(infer.TRACES)
+  second = pred.predict(trajs, batch_size=16)  # three batches, a different count
+  assert dict(infer.TRACES) == traces
+  np.testing.assert_allclose(first, second[:7], atol=1e-6)  # independent of batch companions
+
+
+@pytest.fixture(scope="module")
+def recipe_data(tmp_path_factory):
+  ds = generate(Recipe(n=3000, seed=5, T=200, keep=100, min_length=50, max_length=100), workers=2,
+                cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+  x, length = prepare([t[0] for t in ds.trajectories()])
+  return ds, x[:, -128:], length
+
+
+def test_task2_learns_and_checkpoint_round_trip(recipe_data, tmp_path):
+  ds, x, length = recipe_data
+  config = TrainConfig(task="classification", batch_size=128, max_epochs=4, learning_rate=3e-3,
+                       checkpoint_every=1000)
+  out = train_all_lengths(x[:2500], length[:2500], ds.model[:2500], tmp_path, task=2, model_config=SMALL,
+                          folds=2, train_config=config, progress=False)
+  assert max(out["val_metric"]) < 0.6  # error rate; chance is 0.8 for five balanced classes
+  pred = infer.load(tmp_path)
+  test = ds.trajectories()[2500:]
+  proba = pred.predict(test)
+  assert proba.shape == (500, 5) and np.allclose(proba.sum(1), 1, atol=1e-5)
+  assert np.mean(proba.argmax(1) == ds.model[2500:]) > 0.4
+  # the exported checkpoint reproduces the trained parameters' fold-averaged forward
+  model, _ = build_model("conv_transformer", {**SMALL, "outputs": 5})
+  direct = jax.vmap(lambda p: jax.nn.softmax(model.apply({"params": p}, x[2500:2510], length[2500:2510])))(
+      pred.params).mean(0)
+  np.testing.assert_allclose(proba[:10], np.asarray(direct), atol=1e-5)
