@@ -94,6 +94,11 @@ def cmd_evaluate(args):
 
 def cmd_benchmark(args):
   from andi_jax import bench
+  if args.what == "all":
+    from andi_jax import bench_suite
+    bench_suite.run(bench_suite.QUICK if args.quick else bench_suite.SuiteConfig(), args.out, quick=args.quick)
+    print(f"wrote {os.path.join(args.out, 'RESULTS.md')}, results.json, results.png")
+    return
   if args.what == "train":
     rate = bench.train_throughput(args.model, args.length, args.folds, args.batch, args.ensemble)
   else:
@@ -173,8 +178,10 @@ def main(argv=None):
   p.add_argument("--trajs", default=None, help="the trajectories file, for per-length buckets")
   p.set_defaults(func=cmd_evaluate)
 
-  p = sub.add_parser("benchmark", help="training or inference throughput after compilation")
-  p.add_argument("what", choices=("train", "infer"))
+  p = sub.add_parser("benchmark", help="the whole suite (all), or one training or inference throughput")
+  p.add_argument("what", choices=("all", "train", "infer"))
+  p.add_argument("--quick", action="store_true", help="all: the short suite (a few minutes)")
+  p.add_argument("--out", default="benchmarks", help="all: directory for RESULTS.md, results.json, results.png")
   p.add_argument("--model", default="lstm")
   p.add_argument("--length", type=int, default=100)
   p.add_argument("--folds", type=int, default=5)

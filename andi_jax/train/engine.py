@@ -260,10 +260,11 @@ class Ensemble:
 
   def fit(self, data: EnsembleData, workdir=None, *, max_steps: int | None = None,
           time_budget: float | None = None, callback: Callable[[int], None] | None = None,
-          progress: bool = True, desc: str = "train") -> FitResult:
+          progress: bool = True, desc: str = "train", stop_at: float | None = None) -> FitResult:
     """Trains until every model has stopped or max_epochs; resumes from `workdir` if it holds a save.
 
-    max_steps / time_budget end this call early (after a save), e.g. for equal-time comparisons.
+    max_steps / time_budget end this call early (after a save), e.g. for equal-time comparisons;
+    stop_at ends it after the first epoch where every model's validation metric is at most stop_at.
     callback(global_step) runs after every step.
     """
     cfg = self.config
@@ -315,7 +316,7 @@ class Ensemble:
       bar.set_postfix(val=f"{float(np.mean(val_metric)):.4f}")
       epoch, step = epoch + 1, 0
       save(epoch, step)
-      if over_budget():
+      if over_budget() or (stop_at is not None and bool(np.all(val_metric <= stop_at))):
         break
     bar.close()
     if manager is not None:

@@ -1,0 +1,284 @@
+"""The benchmark suite in one run: `andi-jax benchmark all [--quick]` writes RESULTS.md, results.json, a PNG.
+
+1. training throughput per model family and T: one model; the folds as one ensemble step; the same
+   models trained one after another (a Python loop over their jitted steps);
+2. the seed's PyTorch LSTM on the same arrays, training and inference (when torch is installed);
+3. end-to-end inference of the batched predictors on a ragged recipe set (arrays in memory to output);
+4. data generation per diffusion model: andi-datasets through the project's parallel generator, and
+   the JAX generator;
+5. time to a validation MAE at T=100: JAX LSTM (one model, and the 5-fold ensemble) against PyTorch;
+6. scaling of the ensemble step with the number of models.
+Every figure is taken after compilation, synchronised, as the median of repeats, in this one process.
+"""
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import time
+
+import jax
+import numpy as np
+
+from andi_jax import bench, bench_torch
+from andi_jax.data.preprocess import standardize
+from andi_jax.models import REGISTRY, build_model
+from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteConfig:
+  lengths: tuple[int, ...] = (10, 50, 100, 500, 1000)
+  families: tuple[str, ...] = tuple(REGISTRY)
+  folds: int = 5
+  batch: int = 512
+  repeats: int = 10
+  torch: bool = True  # the PyTorch rows, when torch is installed
+  ragged_n: int = 5_000  # trajectories of the end-to-end inference set
+  generation_T: tuple[int, ...] = (100, 1000)
+  generation_n: int = 2_000  # andi-datasets trajectories per timing (the JAX side draws a batch of 4096)
+  tta_n: int = 200_000  # recipe trajectories at T=100 for time-to-accuracy (80 % train, 20 % validation)
+  tta_target: float = 0.30
+  tta_max_epochs: int = 20
+  scaling_models: tuple[int, ...] = (1, 5, 25, 215)
+  scaling_T: int = 100
+  memory_gb: float = 20.0  # skip a scaling row whose estimated activation memory exceeds this
+
+
+QUICK = SuiteConfig(lengths=(10, 100), repeats=3, ragged_n=1_000, generation_T=(100,), generation_n=500,
+                    tta_n=20_000, tta_target=0.45, tta_max_epochs=4, scaling_models=(1, 5))
+
+
+def machine() -> str:
+  cpu = platform.processor()
+  if os.path.exists("/proc/cpuinfo"):
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), cpu)
+  devices = jax.devices()
+  return (f"{cpu}; {os.cpu_count()} cores; JAX {jax.__version__} on {len(devices)} "
+          f"{devices[0].platform} device(s) ({devices[0].device_kind})")
+
+
+def sequential_throughput(model_name: str, length: int, folds: int, batch: int, repeats: int) -> float:
+  """`folds` separate one-model states, their jitted steps called one after another from Python."""
+  model, _ = build_model(model_name)
+  ens = Ensemble(model, TrainConfig(batch_size=batch))
+  states = [ens.init(1, length) for _ in range(folds)]
+  x = bench._walks(batch, length)[None]
+  arrays = jax.device_put((x, np.full((1, batch), length, np.int32),
+                           np.random.default_rng(1).uniform(0.05, 2, (1, batch)).astype(np.float32)),
+                          ens.batch_sharding)
+  keys = jax.random.split(jax.random.key(0), 1)
+
+  def all_folds():
+    losses = []
+    for i in range(folds):
+      states[i], loss = ens.train_step(states[i], *arrays, keys)
+      losses.append(loss)
+    return losses
+
+  return folds * batch / bench._median_seconds(all_folds, repeats)
+
+
+def throughput_rows(config: SuiteConfig, log) -> list[dict]:
+  rows = []
+  for family in config.families:
+    for T in config.lengths:
+      row = {"family": family, "T": T,
+             "one": bench.train_throughput(family, T, 1, config.batch, repeats=config.repeats),
+             "ensemble": bench.train_throughput(family, T, config.folds, config.batch, repeats=config.repeats),
+             "sequential": sequential_throughput(family, T, config.folds, config.batch, config.repeats),
+             "infer": bench.infer_throughput(family, T, config.folds, 4 * config.batch, repeats=config.repeats)}
+      rows.append(row)
+      log(row)
+  return rows
+
+
+def torch_rows(config: SuiteConfig, log) -> list[dict]:
+  rows = []
+  for T in config.lengths:
+    x = bench._walks(4 * config.batch, T)
+    y = np.random.default_rng(1).uniform(0.05, 2, len(x)).astype(np.float32)
+    rows.append({"T": T, "train": bench_torch.train_throughput(x, y, config.batch, config.repeats),
+                 "infer": bench_torch.infer_throughput(x, 4 * config.batch, config.repeats)})
+    log(rows[-1])
+  return rows
+
+
+def inference_rows(config: SuiteConfig, log) -> list[dict]:
+  """Ragged recipe-like set (lengths 10-999) in memory -> predictions, per family, untrained weights."""
+  from andi_jax import infer
+  from andi_jax.train.per_length import CLIP, HNU_LENGTHS, SCALE
+  rng = np.random.default_rng(2)
+  trajs = [np.cumsum(rng.normal(size=L)) for L in rng.integers(10, 1000, config.ragged_n)]
+  rows = []
+  for family in config.families:
+    model, _ = build_model(family)
+    ens = Ensemble(model, TrainConfig())
+    if family == "lstm":  # the seed's method: 43 per-length models x folds
+      params = {L: ens.init(config.folds, L).params for L in HNU_LENGTHS}
+      predictor = infer.Predictor(model, np.array(HNU_LENGTHS), params, SCALE, CLIP)
+    else:
+      predictor = infer.AllLengthsPredictor(model, ens.init(config.folds, 64).params, task=1, classes=None)
+    predictor.predict(trajs[:50])  # compile the buckets
+    seconds = bench._median_seconds(lambda: predictor.predict(trajs), max(1, config.repeats // 3))
+    rows.append({"family": family, "n": len(trajs), "per_s": len(trajs) / seconds})
+    log(rows[-1])
+  return rows
+
+
+def time_to_accuracy(config: SuiteConfig, log) -> dict:
+  """Wall time to validation MAE <= target at T=100 on the same recipe data, the seed's loop on each side."""
+  from andi_jax.data.recipe import Recipe, generate
+  ds = generate(Recipe(n=config.tta_n, seed=7, keep=100), progress=False)
+  x = standardize(ds.x[:, 0])
+  y = ds.alpha.astype(np.float32)
+  n_val = len(y) // 5
+  out = {"target": config.tta_target, "n_train": len(y) - n_val, "T": 100}
+  model, _ = build_model("lstm")
+  train_cfg = TrainConfig(max_epochs=config.tta_max_epochs, max_reductions=config.tta_max_epochs)
+  splits = {"jax_one": (np.arange(n_val, len(y))[None], np.arange(n_val)[None]),
+            "jax_5fold": kfold_indices(len(y), 5, 0)}
+  for name, (tr, va) in splits.items():
+    data = EnsembleData(x=x[None], length=np.full((1, len(y)), 100, np.int32), y=y,
+                        group=np.zeros(len(tr), int), train_idx=tr, val_idx=va)
+    ens = Ensemble(model, train_cfg)
+    ens.fit(data, max_steps=2, progress=False)  # compile training and validation outside the timed run
+    ens.validate(ens.init(len(tr), 100).params, data)
+    start = time.perf_counter()
+    result = ens.fit(data, progress=False, stop_at=config.tta_target)
+    maes = [max(h["val_metric"]) for h in result.history]
+    out[name] = {"seconds": time.perf_counter() - start, "epochs": len(maes), "val_mae": maes,
+                 "reached": maes[-1] <= config.tta_target}
+    log({name: out[name]})
+  if config.torch and bench_torch.available():
+    out["torch_one"] = bench_torch.time_to_mae(x[n_val:], y[n_val:], x[:n_val], y[:n_val], config.tta_target,
+                                               config.tta_max_epochs)
+    log({"torch_one": out["torch_one"]})
+  return out
+
+
+def scaling_rows(config: SuiteConfig, log) -> list[dict]:
+  rows = []
+  T = config.scaling_T
+  # The LSTM's backward keeps about 21 float32 (batch, T, 64) buffers per model.
+  for m in config.scaling_models:
+    gb = m * config.batch * T * 64 * 4 * 21 / 1e9
+    if gb > config.memory_gb:
+      rows.append({"models": m, "skipped": f"needs about {gb:.0f} GB"})
+    else:
+      rate = bench.train_throughput("lstm", T, m, config.batch, repeats=config.repeats)
+      rows.append({"models": m, "per_s": rate, "step_seconds": m * config.batch / rate})
+    log(rows[-1])
+  return rows
+
+
+def _fmt(v):
+  return f"{v:,.0f}" if v >= 100 else f"{v:,.1f}"
+
+
+def write_report(results: dict, outdir) -> None:
+  cfg = results["config"]
+  lines = ["# Benchmarks (generated by `andi-jax benchmark all`; do not edit)", "",
+           f"Machine: {results['machine']}.  ", f"Commit {results['commit']}, {results['date']}, "
+           f"{'quick' if results['quick'] else 'full'} mode, {results['seconds']:.0f} s.", "",
+           "All rates are trajectories per second after compilation, synchronised, median of "
+           f"{cfg['repeats']} repeats, measured in one run with nothing else running.", "",
+           f"## 1. Training throughput, batch {cfg['batch']} per model", "",
+           f"`one`: one model; `ensemble`: {cfg['folds']} folds as one jitted step (lax.map on CPU, vmap on "
+           f"GPU); `sequential`: {cfg['folds']} one-model steps called one after another; inference: the "
+           f"fold-averaged forward of {cfg['folds']} models, batch {4 * cfg['batch']}.", "",
+           "| model | T | one | ensemble | sequential | ensemble / sequential | inference |",
+           "|---|---|---|---|---|---|---|"]
+  for r in results["throughput"]:
+    lines.append(f"| {r['family']} | {r['T']} | {_fmt(r['one'])} | {_fmt(r['ensemble'])} | {_fmt(r['sequential'])} "
+                 f"| {r['ensemble'] / r['sequential']:.2f} | {_fmt(r['infer'])} |")
+  lstm = {r["T"]: r for r in results["throughput"] if r["family"] == "lstm"}
+  ct = {r["T"]: r for r in results["throughput"] if r["family"] == "conv_transformer"}
+  if lstm and ct:
+    lines += ["", "ConvTransformer / LSTM, ensemble training: " + ", ".join(
+        f"T={T} {ct[T]['ensemble'] / lstm[T]['ensemble']:.1f}x" for T in sorted(lstm) if T in ct) + "."]
+  lines += ["", "## 2. The seed's PyTorch LSTM, one model, same arrays", ""]
+  if results.get("torch"):
+    lines += ["| T | PyTorch train | JAX ensemble train | JAX / PyTorch | PyTorch inference | JAX inference | JAX / PyTorch |",
+              "|---|---|---|---|---|---|---|"]
+    for r in results["torch"]:
+      j = lstm[r["T"]]
+      lines.append(f"| {r['T']} | {_fmt(r['train'])} | {_fmt(j['ensemble'])} | {j['ensemble'] / r['train']:.2f} | "
+                   f"{_fmt(r['infer'])} | {_fmt(j['infer'])} | {j['infer'] / r['infer']:.2f} |")
+  else:
+    lines.append("Not measured: torch is not installed (`pip install \".[bench]\"`).")
+  lines += ["", f"## 3. End-to-end inference, {cfg['ragged_n']} ragged trajectories (lengths 10-999) in memory", "",
+            "| model | trajectories/s |", "|---|---|"]
+  lines += [f"| {r['family']} | {_fmt(r['per_s'])} |" for r in results["inference"]]
+  if results.get("generation"):
+    lines += ["", "## 4. Data generation, 1D recipe (simulate, normalise, noise, factor)", "",
+              "| model | T | andi-datasets, parallel generator | JAX generator | JAX / andi-datasets |",
+              "|---|---|---|---|---|"]
+    for r in results["generation"]:
+      lines.append(f"| {r['model']} | {r['T']} | {_fmt(r['andi_per_s'])} | {_fmt(r['jax_per_s'])} | "
+                   f"{r['jax_per_s'] / r['andi_per_s']:.1f} |")
+  tta = results["time_to_accuracy"]
+  lines += ["", f"## 5. Time to validation MAE {tta['target']} at T=100 ({tta['n_train']:,} training trajectories)", "",
+            "| run | reached | epochs | seconds | last validation MAE |", "|---|---|---|---|---|"]
+  for name in ("jax_one", "jax_5fold", "torch_one"):
+    if name in tta:
+      r = tta[name]
+      lines.append(f"| {name} | {r['reached']} | {r['epochs']} | {r['seconds']:.0f} | {r['val_mae'][-1]:.3f} |")
+  if "torch_one" in tta:
+    t = tta["torch_one"]["seconds"]
+    lines += ["", f"PyTorch / JAX time, one model: {t / tta['jax_one']['seconds']:.2f}; five PyTorch runs "
+              f"(5 x the measured one) / the JAX 5-fold ensemble: {5 * t / tta['jax_5fold']['seconds']:.2f}."]
+  lines += ["", f"## 6. Ensemble scaling, LSTM, T={cfg['scaling_T']}", "",
+            "| models | trajectories/s | seconds per step |", "|---|---|---|"]
+  for r in results["scaling"]:
+    lines.append(f"| {r['models']} | {r['skipped']} | - |" if "skipped" in r else
+                 f"| {r['models']} | {_fmt(r['per_s'])} | {r['step_seconds']:.3f} |")
+  with open(os.path.join(outdir, "RESULTS.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def plot(results: dict, outdir) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+  for family in dict.fromkeys(r["family"] for r in results["throughput"]):
+    rows = [r for r in results["throughput"] if r["family"] == family]
+    a.plot([r["T"] for r in rows], [r["ensemble"] for r in rows], "o-", label=f"{family} ensemble")
+  if results.get("torch"):
+    a.plot([r["T"] for r in results["torch"]], [r["train"] for r in results["torch"]], "k--", label="PyTorch LSTM")
+  a.set(xscale="log", yscale="log", xlabel="T", ylabel="training trajectories/s", title="Training throughput")
+  a.legend()
+  rows = [r for r in results["scaling"] if "per_s" in r]
+  b.plot([r["models"] for r in rows], [r["step_seconds"] for r in rows], "o-")
+  b.set(xscale="log", yscale="log", xlabel="models in the ensemble", ylabel="seconds per step",
+        title=f"LSTM ensemble, T={results['config']['scaling_T']}")
+  fig.tight_layout()
+  fig.savefig(os.path.join(outdir, "results.png"), dpi=120)
+  plt.close(fig)
+
+
+def run(config: SuiteConfig, outdir, quick: bool = False, log=print) -> dict:
+  os.makedirs(outdir, exist_ok=True)
+  start = time.perf_counter()
+  commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=os.path.dirname(__file__)).stdout.strip()
+  results = {"machine": machine(), "commit": commit or "unknown", "date": time.strftime("%Y-%m-%d %H:%M"),
+             "quick": quick, "config": dataclasses.asdict(config)}
+  results["throughput"] = throughput_rows(config, log)
+  if config.torch and bench_torch.available():
+    results["torch"] = torch_rows(config, log)
+  results["inference"] = inference_rows(config, log)
+  if config.generation_T:
+    from andi_jax.data import simulate
+    results["generation"] = simulate.throughput(Ts=config.generation_T, andi_n=config.generation_n,
+                                                repeats=config.repeats, andi_repeats=max(1, config.repeats // 3))
+  results["time_to_accuracy"] = time_to_accuracy(config, log)
+  results["scaling"] = scaling_rows(config, log)
+  results["seconds"] = time.perf_counter() - start
+  with open(os.path.join(outdir, "results.json"), "w") as f:
+    json.dump(results, f, indent=1, default=float)
+  write_report(results, outdir)
+  plot(results, outdir)
+  return results

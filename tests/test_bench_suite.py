@@ -1,0 +1,27 @@
+"""The benchmark suite end to end on tiny sizes; numbers are never asserted, only that every part ran."""
+
+import json
+
+from andi_jax import bench_suite, bench_torch
+
+TINY = bench_suite.SuiteConfig(lengths=(10,), families=("lstm", "conv_transformer"), folds=2, batch=32,
+                               repeats=1, ragged_n=30, generation_T=(20,), generation_n=10, tta_n=1_000,
+                               tta_target=5.0, tta_max_epochs=1, scaling_models=(1, 2, 10_000))
+
+
+def test_suite_writes_every_section(tmp_path):
+  results = bench_suite.run(TINY, tmp_path, quick=True, log=lambda row: None)
+  report = (tmp_path / "RESULTS.md").read_text()
+  for section in ("## 1. Training", "## 2. The seed's PyTorch", "## 3. End-to-end", "## 4. Data generation",
+                  "## 5. Time to validation", "## 6. Ensemble scaling"):
+    assert section in report
+  assert (tmp_path / "results.png").stat().st_size > 0
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert {(r["family"], r["T"]) for r in saved["throughput"]} == {("lstm", 10), ("conv_transformer", 10)}
+  assert all(r["one"] > 0 and r["ensemble"] > 0 and r["sequential"] > 0 for r in saved["throughput"])
+  assert saved["time_to_accuracy"]["jax_5fold"]["reached"]  # a target of 5.0 is met after one epoch
+  assert saved["scaling"][-1]["skipped"].startswith("needs about")  # 10,000 models exceed the memory bound
+  assert ("torch" in saved) == bench_torch.available()
+  assert ("| 10 |" in report.split("## 2.")[1].split("## 3.")[0]) == bench_torch.available()
+  assert {r["model"] for r in saved["generation"]} == {"attm", "ctrw", "fbm", "lw", "sbm", "recipe"}
+  assert results["quick"]
