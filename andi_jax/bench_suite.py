@@ -35,9 +35,11 @@ class SuiteConfig:
   batch: int = 512
   repeats: int = 10
   torch: bool = True  # the PyTorch rows, when torch is installed
-  ragged_n: int = 5_000  # trajectories of the end-to-end inference set
+  ragged_n: int = 5_000  # trajectories of the end-to-end inference set, lengths 10..ragged_max
+  ragged_max: int = 999
   generation_T: tuple[int, ...] = (100, 1000)
   generation_n: int = 2_000  # andi-datasets trajectories per timing (the JAX side draws a batch of 4096)
+  generation_models: tuple[str, ...] = ("attm", "ctrw", "fbm", "lw", "sbm")
   tta_n: int = 200_000  # recipe trajectories at T=100 for time-to-accuracy (80 % train, 20 % validation)
   tta_target: float = 0.30
   tta_max_epochs: int = 20
@@ -110,7 +112,7 @@ def inference_rows(config: SuiteConfig, log) -> list[dict]:
   from andi_jax import infer
   from andi_jax.train.per_length import CLIP, HNU_LENGTHS, SCALE
   rng = np.random.default_rng(2)
-  trajs = [np.cumsum(rng.normal(size=L)) for L in rng.integers(10, 1000, config.ragged_n)]
+  trajs = [np.cumsum(rng.normal(size=L)) for L in rng.integers(10, config.ragged_max + 1, config.ragged_n)]
   rows = []
   for family in config.families:
     model, _ = build_model(family)
@@ -208,7 +210,7 @@ def write_report(results: dict, outdir) -> None:
                    f"{_fmt(r['infer'])} | {_fmt(j['infer'])} | {j['infer'] / r['infer']:.2f} |")
   else:
     lines.append("Not measured: torch is not installed (`pip install \".[bench]\"`).")
-  lines += ["", f"## 3. End-to-end inference, {cfg['ragged_n']} ragged trajectories (lengths 10-999) in memory", "",
+  lines += ["", f"## 3. End-to-end inference, {cfg['ragged_n']} ragged trajectories (lengths 10-{cfg['ragged_max']}) in memory", "",
             "| model | trajectories/s |", "|---|---|"]
   lines += [f"| {r['family']} | {_fmt(r['per_s'])} |" for r in results["inference"]]
   if results.get("generation"):
@@ -273,6 +275,7 @@ def run(config: SuiteConfig, outdir, quick: bool = False, log=print) -> dict:
   if config.generation_T:
     from andi_jax.data import simulate
     results["generation"] = simulate.throughput(Ts=config.generation_T, andi_n=config.generation_n,
+                                                models=config.generation_models,
                                                 repeats=config.repeats, andi_repeats=max(1, config.repeats // 3))
   results["time_to_accuracy"] = time_to_accuracy(config, log)
   results["scaling"] = scaling_rows(config, log)

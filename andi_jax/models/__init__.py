@@ -5,8 +5,10 @@ import dataclasses
 
 from andi_jax.models.conv_transformer import ConvTransformer, ConvTransformerConfig
 from andi_jax.models.lstm import LSTM, LSTMConfig
+from andi_jax.models.resnet import ResNet, ResNetConfig
 
 REGISTRY = {"lstm": (LSTM, LSTMConfig), "conv_transformer": (ConvTransformer, ConvTransformerConfig)}
+REGISTRY["resnet"] = (ResNet, ResNetConfig)
 
 
 def build_model(name: str, config=None):
