@@ -51,6 +51,26 @@ def train_throughput(model_name: str, length: int, folds: int, batch: int, ensem
   return folds * batch / seconds
 
 
+def onthefly_throughput(model_name: str, length: int, folds: int, batch: int, repeats: int = 10,
+                        model_config=None) -> float:
+  """As train_throughput's ensemble, with each step's batches simulated inside it (recipe at T=1000)."""
+  from andi_jax.train.onthefly import per_length_sampler
+  model, _ = build_model(model_name, model_config)
+  ens = Ensemble(model, TrainConfig(batch_size=batch))
+  state = ens.init(folds, length)
+  step_fn = ens.sampled_step(per_length_sampler(1, batch, [length] * folds))
+  keys = jax.random.split(jax.random.key(0), folds)
+  calls = iter(range(1 << 30))
+
+  def step():
+    nonlocal state
+    data_keys = jax.random.split(jax.random.key(next(calls)), folds)  # fresh data every step
+    state, loss = step_fn(state, data_keys, keys, width=length)
+    return loss
+
+  return folds * batch / _median_seconds(step, repeats)
+
+
 def infer_throughput(model_name: str, length: int, folds: int, batch: int, repeats: int = 10,
                      model_config=None) -> float:
   """Trajectories per second through the fold-averaged jitted forward of the predictor."""

@@ -5,7 +5,7 @@
 2. the seed's PyTorch LSTM on the same arrays, training and inference (when torch is installed);
 3. end-to-end inference of the batched predictors on a ragged recipe set (arrays in memory to output);
 4. data generation per diffusion model: andi-datasets through the project's parallel generator, and
-   the JAX generator;
+   the JAX generator; ensemble training on batches generated inside the step against stored arrays;
 5. time to a validation MAE at T=100: JAX LSTM (one model, and the 5-fold ensemble) against PyTorch;
 6. scaling of the ensemble step with the number of models.
 Every figure is taken after compilation, synchronised, as the median of repeats, in this one process.
@@ -40,6 +40,7 @@ class SuiteConfig:
   generation_T: tuple[int, ...] = (100, 1000)
   generation_n: int = 2_000  # andi-datasets trajectories per timing (the JAX side draws a batch of 4096)
   generation_models: tuple[str, ...] = ("attm", "ctrw", "fbm", "lw", "sbm")
+  onthefly_T: tuple[int, ...] = (10, 100, 500)  # training on batches generated inside the step, vs stored
   tta_n: int = 200_000  # recipe trajectories at T=100 for time-to-accuracy (80 % train, 20 % validation)
   tta_target: float = 0.30
   tta_max_epochs: int = 20
@@ -48,7 +49,7 @@ class SuiteConfig:
   memory_gb: float = 20.0  # skip a scaling row whose estimated activation memory exceeds this
 
 
-QUICK = SuiteConfig(lengths=(10, 100), repeats=3, ragged_n=1_000, generation_T=(100,), generation_n=500,
+QUICK = SuiteConfig(lengths=(10, 100), repeats=3, ragged_n=1_000, generation_T=(100,), generation_n=500, onthefly_T=(100,),
                     tta_n=20_000, tta_target=0.45, tta_max_epochs=4, scaling_models=(1, 5))
 
 
@@ -91,6 +92,20 @@ def throughput_rows(config: SuiteConfig, log) -> list[dict]:
              "ensemble": bench.train_throughput(family, T, config.folds, config.batch, repeats=config.repeats),
              "sequential": sequential_throughput(family, T, config.folds, config.batch, config.repeats),
              "infer": bench.infer_throughput(family, T, config.folds, 4 * config.batch, repeats=config.repeats)}
+      rows.append(row)
+      log(row)
+  return rows
+
+
+def onthefly_rows(config: SuiteConfig, throughput: list[dict], log) -> list[dict]:
+  """Ensemble training on batches generated in the step, next to the stored-array figure of section 1."""
+  stored = {(r["family"], r["T"]): r["ensemble"] for r in throughput}
+  rows = []
+  for family in config.families:
+    for T in config.onthefly_T:
+      row = {"family": family, "T": T, "stored": stored.get((family, T)) or bench.train_throughput(
+                 family, T, config.folds, config.batch, repeats=config.repeats),
+             "onthefly": bench.onthefly_throughput(family, T, config.folds, config.batch, config.repeats)}
       rows.append(row)
       log(row)
   return rows
@@ -220,6 +235,13 @@ def write_report(results: dict, outdir) -> None:
     for r in results["generation"]:
       lines.append(f"| {r['model']} | {r['T']} | {_fmt(r['andi_per_s'])} | {_fmt(r['jax_per_s'])} | "
                    f"{r['jax_per_s'] / r['andi_per_s']:.1f} |")
+  if results.get("onthefly"):
+    lines += ["", f"### Training on batches generated inside the step ({cfg['folds']}-model ensemble, recipe "
+              "simulated at T=1000 each step)", "",
+              "| model | T | stored arrays | on the fly | on the fly / stored |", "|---|---|---|---|---|"]
+    for r in results["onthefly"]:
+      lines.append(f"| {r['family']} | {r['T']} | {_fmt(r['stored'])} | {_fmt(r['onthefly'])} | "
+                   f"{r['onthefly'] / r['stored']:.2f} |")
   tta = results["time_to_accuracy"]
   lines += ["", f"## 5. Time to validation MAE {tta['target']} at T=100 ({tta['n_train']:,} training trajectories)", "",
             "| run | reached | epochs | seconds | last validation MAE |", "|---|---|---|---|---|"]
@@ -277,6 +299,8 @@ def run(config: SuiteConfig, outdir, quick: bool = False, log=print) -> dict:
     results["generation"] = simulate.throughput(Ts=config.generation_T, andi_n=config.generation_n,
                                                 models=config.generation_models,
                                                 repeats=config.repeats, andi_repeats=max(1, config.repeats // 3))
+  if config.onthefly_T:
+    results["onthefly"] = onthefly_rows(config, results["throughput"], log)
   results["time_to_accuracy"] = time_to_accuracy(config, log)
   results["scaling"] = scaling_rows(config, log)
   results["seconds"] = time.perf_counter() - start

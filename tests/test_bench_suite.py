@@ -6,13 +6,14 @@ from andi_jax import bench_suite, bench_torch
 
 TINY = bench_suite.SuiteConfig(lengths=(10,), families=("lstm",), folds=2, batch=32, repeats=1, ragged_n=30,
                                ragged_max=30, generation_T=(20,), generation_n=10, generation_models=("sbm",),
+                               onthefly_T=(10,),
                                tta_n=1_000, tta_target=5.0, tta_max_epochs=1, scaling_models=(1, 2, 10_000))
 
 
 def test_suite_writes_every_section(tmp_path):
   results = bench_suite.run(TINY, tmp_path, quick=True, log=lambda row: None)
   report = (tmp_path / "RESULTS.md").read_text()
-  for section in ("## 1. Training", "## 2. The seed's PyTorch", "## 3. End-to-end", "## 4. Data generation",
+  for section in ("## 1. Training", "## 2. The seed's PyTorch", "## 3. End-to-end", "## 4. Data generation", "generated inside the step",
                   "## 5. Time to validation", "## 6. Ensemble scaling"):
     assert section in report
   assert (tmp_path / "results.png").stat().st_size > 0

@@ -17,7 +17,8 @@ import numpy as np
 from andi_jax.data.preprocess import left_pad, standardize
 from andi_jax.models import build_model
 from andi_jax.train import checkpoint
-from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices
+from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices, validation_only
+from andi_jax.train.onthefly import bucket_sampler
 
 # Four training shapes: each costs a compilation of the training and of the validation step (tens of
 # seconds on a CPU), against about 30 % of the steps on padding for lengths uniform in 10..999.
@@ -38,11 +39,13 @@ def params_dir(outdir) -> str:
 def train_all_lengths(x_NxT: np.ndarray, length_N: np.ndarray, y_N: np.ndarray, outdir, *, task: int,
                       model_name: str = "conv_transformer", model_config=None, folds: int = 5,
                       train_config: TrainConfig = TrainConfig(), widths=WIDTHS, progress: bool = True,
-                      time_budget: float | None = None) -> dict:
+                      time_budget: float | None = None, onthefly: bool = False) -> dict:
   """Trains `folds` models on prepared rows (see `prepare`) and exports the best epoch of each.
 
   task 1: y is alpha (regression); task 2: y is the model label (classification, 5 classes).
-  A second call with the same outdir resumes the interrupted training.
+  A second call with the same outdir resumes the interrupted training. onthefly: training batches are
+  simulated inside the step (lengths 10..999, TrainConfig.steps_per_epoch steps an epoch); the rows
+  given all validate every model, and the "folds" are models trained on different random streams.
   """
   if task not in (1, 2):
     raise ValueError(f"task must be 1 (alpha) or 2 (model), got {task}")
@@ -52,19 +55,22 @@ def train_all_lengths(x_NxT: np.ndarray, length_N: np.ndarray, y_N: np.ndarray, 
   outputs = 1 if task == 1 else len(CLASSES)
   model_config = dataclasses.replace(build_model(model_name, model_config)[1], outputs=outputs)
   model, _ = build_model(model_name, model_config)
-  train_idx, val_idx = kfold_indices(len(y_N), folds, train_config.seed)
+  train_idx, val_idx = (validation_only(len(y_N), folds) if onthefly
+                        else kfold_indices(len(y_N), folds, train_config.seed))
   data = EnsembleData(x=x_NxT[None], length=length_N[None].astype(np.int32),
                       y=y_N.astype(np.float32 if task == 1 else np.int32), group=np.zeros(folds, int),
                       train_idx=train_idx, val_idx=val_idx, widths=tuple(w for w in widths if w <= x_NxT.shape[1]))
+  sampler = bucket_sampler(task, train_config.batch_size, data.widths) if onthefly else None
   start = time.perf_counter()
   result = Ensemble(model, train_config).fit(data, os.path.join(outdir, "train"), progress=progress,
-                                             time_budget=time_budget, desc=f"{model_name} task {task}")
+                                             time_budget=time_budget, desc=f"{model_name} task {task}",
+                                             onthefly=sampler)
   seconds = time.perf_counter() - start
   checkpoint.save_params(params_dir(outdir), jax.tree.map(np.asarray, result.state.best_params))
   meta = {"method": "all-lengths", "task": task, "model": model_name,
           "model_config": dataclasses.asdict(model_config), "folds": folds, "widths": list(data.widths),
-          "classes": list(CLASSES) if task == 2 else None}
+          "classes": list(CLASSES) if task == 2 else None, "data": "onthefly" if onthefly else "stored"}
   checkpoint.write_meta(outdir, meta)
   return {"val_metric": np.asarray(result.state.best_metric).tolist(), "epochs": len(result.history),
-          "steps": result.steps, "seconds": seconds, "padding_waste": data.padding_waste,
-          "history": result.history}
+          "steps": result.steps, "seconds": seconds, "history": result.history,
+          "padding_waste": sampler.padding_waste if onthefly else data.padding_waste}

@@ -72,7 +72,7 @@ class EnsembleData:
   One compilation per width; padding bounded by the bucket's span instead of the longest row.
   """
 
-  x: np.ndarray  # (G, N, T) float32, preprocessed and left-padded
+  x: np.ndarray  # (G, N, T) or (G, N, C, T) float32, preprocessed and left-padded
   length: np.ndarray  # (G, N) int32 real steps per row
   y: np.ndarray  # (N,) float32 targets (alpha) or int32 labels, shared by the groups
   group: np.ndarray  # (M,) int
@@ -100,6 +100,27 @@ class EnsembleData:
     """Fraction of the computed steps that fall on padding, over the models' training rows."""
     length = self.length[self.group[:, None], self.train_idx].astype(np.float64)
     return 1.0 - length.sum() / self.width_of(length).sum()
+
+
+@dataclasses.dataclass(frozen=True)
+class OnTheFly:
+  """Training batches drawn inside the jitted step instead of read from stored rows.
+
+  sample(key, width, member) -> (x (B, width), length (B,), y (B,)) for ensemble member `member` (a
+  traced index, e.g. to pick that model's trajectory length), jittable, width static; each step draws
+  its width from `widths` with probabilities `weights`. Validation stays on stored rows (see
+  `validation_only`), and models differ by their data keys instead of by folds.
+  """
+
+  sample: Callable
+  widths: tuple[int, ...]
+  weights: tuple[float, ...] | None = None
+  padding_waste: float = 0.0  # expected fraction of the generated steps that are padding
+
+
+def validation_only(n: int, n_models: int) -> tuple[np.ndarray, np.ndarray]:
+  """(train_idx, val_idx) for on-the-fly training: no stored training rows, every model validates on all n."""
+  return np.zeros((n_models, 0), np.int64), np.tile(np.arange(n), (n_models, 1))
 
 
 def kfold_indices(n: int, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -148,6 +169,7 @@ class Ensemble:
     self.train_step = jax.jit(self._train_step, donate_argnums=0)
     self.evaluate = jax.jit(self._over_models(self._eval_batch))
     self.end_epoch = jax.jit(self._end_epoch, donate_argnums=0)
+    self._sampled_steps = {}
 
   # --- pure per-model functions, lifted over the model axis -------------------------------
   def _loss(self, out, y):
@@ -172,6 +194,17 @@ class Ensemble:
     params, opt_state, loss = self._over_models(self._one_step)(
         state.params, state.opt_state, state.plateau.scale, state.stopped, x, length, y, keys)
     return state.replace(params=params, opt_state=opt_state), loss
+
+  def sampled_step(self, onthefly: OnTheFly):
+    """The training step with its batches drawn inside: (state, data_keys, keys, width) -> (state, loss)."""
+    if onthefly not in self._sampled_steps:
+      def step(state, data_keys, keys, width):
+        members = jnp.arange(data_keys.shape[0])
+        x, length, y = self._over_models(lambda k, m: onthefly.sample(k, width, m))(data_keys, members)
+        x, length, y = jax.lax.with_sharding_constraint((x, length, y), self.batch_sharding)
+        return self._train_step(state, x, length, y, keys)
+      self._sampled_steps[onthefly] = jax.jit(step, static_argnames="width", donate_argnums=0)
+    return self._sampled_steps[onthefly]
 
   def _eval_batch(self, params, x, length, y, valid):
     out = self.model.apply({"params": params}, x, length, train=False)
@@ -199,9 +232,9 @@ class Ensemble:
                          stopped=stopped, best_metric=best_metric, best_epoch=best_epoch)
 
   # --- host side ---------------------------------------------------------------------------
-  def init(self, n_models: int, steps: int) -> EnsembleState:
+  def init(self, n_models: int, steps: int, channels: tuple[int, ...] = ()) -> EnsembleState:
     keys = jax.random.split(jax.random.key(self.config.seed), n_models)
-    x = jnp.zeros((1, steps), jnp.float32)
+    x = jnp.zeros((1, *channels, steps), jnp.float32)  # channels: axes of a row before its steps
     length = jnp.full((1,), steps, jnp.int32)
     params = jax.vmap(lambda k: self.model.init({"params": k}, x, length, train=False)["params"])(keys)
     zeros = jnp.zeros((n_models,))
@@ -260,20 +293,27 @@ class Ensemble:
 
   def fit(self, data: EnsembleData, workdir=None, *, max_steps: int | None = None,
           time_budget: float | None = None, callback: Callable[[int], None] | None = None,
-          progress: bool = True, desc: str = "train", stop_at: float | None = None) -> FitResult:
+          progress: bool = True, desc: str = "train", stop_at: float | None = None,
+          onthefly: OnTheFly | None = None) -> FitResult:
     """Trains until every model has stopped or max_epochs; resumes from `workdir` if it holds a save.
 
     max_steps / time_budget end this call early (after a save), e.g. for equal-time comparisons;
     stop_at ends it after the first epoch where every model's validation metric is at most stop_at.
+    onthefly: training batches generated inside the step (config.steps_per_epoch steps an epoch).
     callback(global_step) runs after every step.
     """
     cfg = self.config
     n_models = len(data.group)
-    steps_per_epoch = len(self.epoch_batches(data, 0))
+    if onthefly is not None:
+      if cfg.steps_per_epoch is None:
+        raise ValueError("on-the-fly data has no epochs: set TrainConfig.steps_per_epoch")
+      steps_per_epoch = cfg.steps_per_epoch
+    else:
+      steps_per_epoch = len(self.epoch_batches(data, 0))
     if steps_per_epoch == 0:
       raise ValueError(f"{data.train_idx.shape[1]} training rows per model fill no batch of "
                        f"{cfg.batch_size} (in any length bucket)")
-    state = self.init(n_models, data.x.shape[-1])
+    state = self.init(n_models, data.x.shape[-1], data.x.shape[2:-1])
     manager = checkpoint.manager(workdir) if workdir is not None else None
     history, epoch, step = [], 0, 0
     if manager is not None and manager.latest_step() is not None:
@@ -286,18 +326,27 @@ class Ensemble:
         checkpoint.save_train(manager, epoch * steps_per_epoch + step, state,
                               {"epoch": epoch, "step": step, "history": history})
 
-    base_key = jax.random.key(cfg.seed + 1)
+    base_key, data_key = jax.random.key(cfg.seed + 1), jax.random.key(cfg.seed + 2)
     ran, start = 0, time.perf_counter()
     over_budget = lambda: ((max_steps is not None and ran >= max_steps) or
                            (time_budget is not None and time.perf_counter() - start >= time_budget))
     bar = tqdm(total=cfg.max_epochs * steps_per_epoch, initial=epoch * steps_per_epoch + step,
                desc=desc, disable=not progress, leave=False)
     while epoch < cfg.max_epochs and not bool(np.all(np.asarray(state.stopped))):
-      batches = self.epoch_batches(data, epoch)
+      if onthefly is None:
+        batches = self.epoch_batches(data, epoch)
+      else:
+        rng = np.random.default_rng([cfg.seed, epoch])
+        batches = [(int(w), None) for w in rng.choice(onthefly.widths, steps_per_epoch, p=onthefly.weights)]
       while step < steps_per_epoch:
         width, idx = batches[step]
-        keys = jax.random.split(jax.random.fold_in(base_key, epoch * steps_per_epoch + step), n_models)
-        state, loss = self.train_step(state, *self._batch(data, idx, width), keys)
+        global_step = epoch * steps_per_epoch + step
+        keys = jax.random.split(jax.random.fold_in(base_key, global_step), n_models)
+        if onthefly is None:
+          state, loss = self.train_step(state, *self._batch(data, idx, width), keys)
+        else:
+          data_keys = jax.random.split(jax.random.fold_in(data_key, global_step), n_models)
+          state, loss = self.sampled_step(onthefly)(state, data_keys, keys, width=width)
         step, ran = step + 1, ran + 1
         bar.update()
         if callback is not None:

@@ -16,7 +16,8 @@ import numpy as np
 from andi_jax.data.preprocess import left_pad, standardize
 from andi_jax.models import build_model
 from andi_jax.train import checkpoint
-from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices
+from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices, validation_only
+from andi_jax.train.onthefly import per_length_sampler
 
 # Seed 001's table of the 43 lengths with a model each.
 HNU_LENGTHS = (10, 15, 20, 25, 30, 40, 45, 50, 55, 60, 70, 80, 90, 100, 105, 110, 115, 120, 125, 150,
@@ -52,15 +53,18 @@ def length_dir(outdir, length: int) -> str:
 def train_lengths(x_NxT: np.ndarray, alpha_N: np.ndarray, lengths, outdir, *, folds: int = 5,
                   train_config: TrainConfig = TrainConfig(), model_name: str = "lstm", model_config=None,
                   max_models: int = 40, min_ratio: float = 0.75, progress: bool = True,
-                  time_budget: float | None = None) -> list[dict]:
+                  time_budget: float | None = None, onthefly: bool = False) -> list[dict]:
   """Trains folds x lengths models on prefixes of 1D recipe trajectories x (N, T); exports the best.
 
   Lengths already exported in outdir are skipped, so an interrupted run resumes where it stopped.
+  onthefly: training batches are simulated inside the step (TrainConfig.steps_per_epoch steps an
+  epoch); x then only validates, all of it for every model, and folds differ by their random streams.
   Returns one summary row per trained length.
   """
   model, model_config = build_model(model_name, model_config)
   ensemble = Ensemble(model, train_config)
-  train_idx, val_idx = kfold_indices(len(alpha_N), folds, train_config.seed)
+  train_idx, val_idx = (validation_only(len(alpha_N), folds) if onthefly
+                        else kfold_indices(len(alpha_N), folds, train_config.seed))
   done = set(checkpoint.read_meta(outdir)["lengths"]) if os.path.exists(os.path.join(outdir, "meta.json")) else set()
   rows = []
   groups = group_lengths([L for L in lengths if L not in done], max_models, folds, min_ratio)
@@ -70,9 +74,12 @@ def train_lengths(x_NxT: np.ndarray, alpha_N: np.ndarray, lengths, outdir, *, fo
     data = EnsembleData(x=np.stack(xs), length=np.stack(ls), y=alpha_N.astype(np.float32),
                         group=np.repeat(np.arange(len(group)), folds),
                         train_idx=np.tile(train_idx, (len(group), 1)), val_idx=np.tile(val_idx, (len(group), 1)))
+    sampler = (per_length_sampler(1, train_config.batch_size, np.repeat(group, folds).tolist())
+               if onthefly else None)
     start = time.perf_counter()
     result = ensemble.fit(data, os.path.join(outdir, "train", f"group_{group[0]}-{group[-1]}"),
-                          progress=progress, time_budget=time_budget, desc=f"lengths {group[0]}-{group[-1]}")
+                          progress=progress, time_budget=time_budget, desc=f"lengths {group[0]}-{group[-1]}",
+                          onthefly=sampler)
     seconds = time.perf_counter() - start
     best = np.asarray(result.state.best_metric).reshape(len(group), folds)
     epochs = len(result.history)
@@ -82,6 +89,6 @@ def train_lengths(x_NxT: np.ndarray, alpha_N: np.ndarray, lengths, outdir, *, fo
       done.add(length)
       write_meta(outdir, model_name, model_config, folds, done)
       rows.append({"length": length, "val_mae": float(best[g].mean()), "epochs": epochs,
-                   "group": f"{group[0]}-{group[-1]}", "padding_waste": data.padding_waste,
+                   "group": f"{group[0]}-{group[-1]}", "padding_waste": sampler.padding_waste if onthefly else data.padding_waste,
                    "seconds": seconds})
   return rows

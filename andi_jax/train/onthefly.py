@@ -1,0 +1,52 @@
+"""Challenge-recipe training batches generated inside the jitted step (andi_jax.data.simulate).
+
+Unbounded fresh data and no disk: each step simulates its batch at T=1000 on the device, with the same
+recipe, preprocessing and left padding as the stored datasets, so any engine-trained model can use it.
+"""
+
+import jax.numpy as jnp
+import numpy as np
+
+from andi_jax.data.simulate import DeviceRecipe, crop_standardize, sample_recipe
+from andi_jax.train.engine import OnTheFly
+
+
+def _target(batch, task: int):
+  return batch.alpha if task == 1 else batch.model
+
+
+def per_length_sampler(task: int, batch: int, member_lengths) -> OnTheFly:
+  """Member m of the ensemble trains on recipe trajectories of member_lengths[m] points, left-padded to
+  the longest: one simulation per step at the longest length, each member's prefix re-standardised."""
+  width = max(member_lengths)
+  recipe, lengths = DeviceRecipe(length=width), jnp.asarray(member_lengths, jnp.int32)
+
+  def sample(key, w, member):
+    b = sample_recipe(key, batch, recipe)
+    length = jnp.full((batch,), lengths[member])
+    # standardisation is affine, so standardising a standardised prefix equals standardising the raw one
+    return crop_standardize(b.x[:, None], length, width)[:, 0], length, _target(b, task)
+
+  return OnTheFly(sample, (width,), padding_waste=1 - float(np.mean(member_lengths)) / width)
+
+
+def bucket_sampler(task: int, batch: int, widths, min_length: int = 10, max_length: int = 999) -> OnTheFly:
+  """Lengths uniform in min_length..max_length cut into the `widths` buckets; each step fills one bucket,
+  drawn with the bucket's share of the lengths, so the length law is the recipe's uniform one."""
+  recipes, lo = {}, min_length
+  for w in widths:
+    hi = min(w, max_length)
+    if lo <= hi:
+      recipes[w] = DeviceRecipe(length=(lo, hi))
+    lo = max(lo, w + 1)
+  spans = np.array([r.length[1] - r.length[0] + 1 for r in recipes.values()], float)
+  weights = spans / spans.sum()
+  mean_length = sum(p * (r.length[0] + r.length[1]) / 2 for p, r in zip(weights, recipes.values()))
+
+  def sample(key, width, member):
+    recipe = recipes[width]
+    b = sample_recipe(key, batch, recipe)
+    return jnp.pad(b.x, ((0, 0), (width - recipe.width, 0))), b.length, _target(b, task)
+
+  return OnTheFly(sample, tuple(recipes), tuple(weights),
+                  padding_waste=1 - mean_length / float(np.dot(weights, list(recipes))))
