@@ -79,6 +79,26 @@ def cmd_predict(args):
   print(f"wrote {len(out)} labels to {args.out} and class probabilities to {proba}")
 
 
+def _layer(text):
+  from andi_jax.explain.gradcam import Layer
+  module, _, at = text.partition(":")
+  return Layer(module, at or "output")
+
+
+def cmd_explain(args):
+  from andi_jax.data import io
+  from andi_jax.explain.report import Classifier, explain
+  trajs = io.read_trajectories(args.input)
+  try:
+    classifier = Classifier.load(args.checkpoint)
+    out = explain(trajs, classifier, args.out, layer=_layer(args.layer) if args.layer else None,
+                  max_figures=args.max_figures)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
+  print(f"explained {out['n']} trajectories: {args.out}/explained.csv, {out['figures']} trajectory PNGs, "
+        f"heat_by_class.png; predicted {out['counts']}")
+
+
 def cmd_evaluate(args):
   from andi_jax import metrics
   from andi_jax.data import io
@@ -157,7 +177,7 @@ def main(argv=None):
   data_args(p, 20_000)
   p.add_argument("--lengths", default="hnu",
                  help="comma-separated lengths, 'hnu' for the seed's 43, or 'all': one model for 10..999")
-  p.add_argument("--model", default="lstm", choices=("lstm", "conv_transformer"))
+  p.add_argument("--model", default="lstm", choices=("lstm", "conv_transformer", "resnet"))
   p.add_argument("--task", type=int, default=1, choices=(1, 2), help="1: alpha; 2: diffusion model")
   p.add_argument("--folds", type=int, default=5)
   p.add_argument("--batch", type=int, default=512)
@@ -178,6 +198,16 @@ def main(argv=None):
   p.add_argument("--task", type=int, default=1, choices=(1, 2))
   p.add_argument("--out", required=True, help="submission file of dim;value lines (task 2: also OUT.proba.csv)")
   p.set_defaults(func=cmd_predict)
+
+  p = sub.add_parser("explain", help="Grad-CAM of a classifier on the trajectories of a .txt/.npy/.csv file: PNGs")
+  p.add_argument("input")
+  p.add_argument("--checkpoint", required=True, help="a Task 2 (train --lengths all --task 2) or eight-class checkpoint")
+  p.add_argument("--out", required=True, help="directory for explained.csv, trajectory_NNNN.png, heat_by_class.png")
+  p.add_argument("--layer", default=None,
+                 help="submodule whose output is explained, e.g. stage3, or NAME:input for its input "
+                      "(default: the ResNet's last stage, the ConvTransformer's words)")
+  p.add_argument("--max-figures", type=int, default=50, help="trajectory PNGs for the first this many")
+  p.set_defaults(func=cmd_explain)
 
   p = sub.add_parser("evaluate", help="score a submission against a reference")
   p.add_argument("--pred", required=True)

@@ -7,8 +7,8 @@ from andi_jax.models.conv_transformer import ConvTransformer, ConvTransformerCon
 from andi_jax.models.lstm import LSTM, LSTMConfig
 from andi_jax.models.resnet import ResNet, ResNetConfig
 
-REGISTRY = {"lstm": (LSTM, LSTMConfig), "conv_transformer": (ConvTransformer, ConvTransformerConfig)}
-REGISTRY["resnet"] = (ResNet, ResNetConfig)
+REGISTRY = {"lstm": (LSTM, LSTMConfig), "conv_transformer": (ConvTransformer, ConvTransformerConfig),
+            "resnet": (ResNet, ResNetConfig)}
 
 
 def build_model(name: str, config=None):
