@@ -21,6 +21,19 @@ def f1_micro(pred, true) -> float:
   return float(np.mean(np.asarray(pred, int) == np.asarray(true, int)))
 
 
+def f1_per_class(pred, true, n_classes: int) -> np.ndarray:
+  """F1 of each class (n_classes,); a class never predicted nor present scores 0."""
+  counts = confusion(pred, true, n_classes)
+  hits = np.diag(counts).astype(np.float64)
+  denominator = counts.sum(0) + counts.sum(1)  # predicted + true: 2 TP + FP + FN
+  return np.divide(2 * hits, denominator, out=np.zeros(n_classes), where=denominator > 0)
+
+
+def f1_macro(pred, true, n_classes: int) -> float:
+  """Unweighted mean of the per-class F1 scores."""
+  return float(np.mean(f1_per_class(pred, true, n_classes)))
+
+
 def by_length(metric, pred, true, lengths, buckets=LENGTH_BUCKETS) -> list[dict]:
   """metric overall and per [lo, hi) length bucket, with the count in each."""
   pred, true, lengths = np.asarray(pred), np.asarray(true), np.asarray(lengths)

@@ -8,6 +8,9 @@ def test_mae_and_f1():
   assert metrics.mae([1.0, 2.0], [1.5, 1.0]) == pytest.approx(0.75)
   assert metrics.f1_micro([0, 1, 2, 2], [0, 1, 1, 2]) == pytest.approx(0.75)
   np.testing.assert_array_equal(metrics.confusion([0, 1, 1], [0, 0, 1], 2), [[1, 1], [0, 1]])
+  # per class 2 TP / (2 TP + FP + FN): 1, 2/3, 2/3, and 0 for a class absent from both
+  np.testing.assert_allclose(metrics.f1_per_class([0, 1, 2, 2], [0, 1, 1, 2], 4), [1, 2 / 3, 2 / 3, 0])
+  assert metrics.f1_macro([0, 1, 2, 2], [0, 1, 1, 2], 3) == pytest.approx(7 / 9)
 
 
 def test_by_length_buckets():
