@@ -119,7 +119,8 @@ def cmd_benchmark(args):
   from andi_jax import bench
   if args.what == "all":
     from andi_jax import bench_suite
-    bench_suite.run(bench_suite.QUICK if args.quick else bench_suite.SuiteConfig(), args.out, quick=args.quick)
+    mode = "quick" if args.quick else args.mode
+    bench_suite.run(bench_suite.MODES[mode], args.out, mode=mode)
     print(f"wrote {os.path.join(args.out, 'RESULTS.md')}, results.json, results.png")
     return
   if args.what == "train":
@@ -218,7 +219,9 @@ def main(argv=None):
 
   p = sub.add_parser("benchmark", help="the whole suite (all), or one training or inference throughput")
   p.add_argument("what", choices=("all", "train", "infer"))
-  p.add_argument("--quick", action="store_true", help="all: the short suite (a few minutes)")
+  p.add_argument("--mode", default="full", choices=("quick", "medium", "full"),
+                 help="all: quick (a few minutes), medium (every section and T, about 40 min on 2 cores), full")
+  p.add_argument("--quick", action="store_true", help="all: the same as --mode quick")
   p.add_argument("--out", default="benchmarks", help="all: directory for RESULTS.md, results.json, results.png")
   p.add_argument("--model", default="lstm")
   p.add_argument("--length", type=int, default=100)

@@ -11,7 +11,7 @@ TINY = bench_suite.SuiteConfig(lengths=(10,), families=("lstm",), folds=2, batch
 
 
 def test_suite_writes_every_section(tmp_path):
-  results = bench_suite.run(TINY, tmp_path, quick=True, log=lambda row: None)
+  results = bench_suite.run(TINY, tmp_path, mode="quick", log=lambda row: None)
   report = (tmp_path / "RESULTS.md").read_text()
   for section in ("## 1. Training", "## 2. The seed's PyTorch", "## 3. End-to-end", "## 4. Data generation", "generated inside the step",
                   "## 5. Time to validation", "## 6. Ensemble scaling"):
@@ -25,4 +25,4 @@ def test_suite_writes_every_section(tmp_path):
   assert ("torch" in saved) == bench_torch.available()
   assert ("| 10 |" in report.split("## 2.")[1].split("## 3.")[0]) == bench_torch.available()
   assert [r["model"] for r in saved["generation"]] == ["sbm", "recipe"]
-  assert results["quick"]
+  assert results["mode"] == "quick"
