@@ -7,8 +7,11 @@ Seed 001's rule: each axis is a 1D trajectory; a listed length uses that length'
 length T uses the nearest smaller trained length T_n on the first and the last T_n points (averaged);
 folds are averaged; x 1.011; clipped to [0.05, 2]; the axes are averaged.
 
-Fixed shapes: windows are left-padded to a few bucket lengths and cut into batches of one size, so
-the jitted function compiles once per bucket, whatever the mix of lengths and batch counts.
+Fixed shapes: series are left-padded to a few widths (a per-length LSTM's own trained length; a
+bucket for an all-lengths model) and cut into full batches plus one tail batch padded to a rung of
+a short ladder (batch, batch/2, batch/4, batch/8), so the jitted function compiles at most four
+times per width, whatever the mix of lengths and counts, and a small group is not padded to a
+full batch.
 """
 
 import dataclasses
@@ -29,7 +32,8 @@ from andi_jax.train.all_lengths import params_dir
 from andi_jax.train.per_length import CLIP, length_dir
 
 BUCKETS = (16, 32, 64, 128, 256, 512, 1024)  # forward-only shapes: cheap to compile, little padding
-TRACES = defaultdict(int)  # bucket length -> times the batched forward was traced (tests read it)
+TRACES = defaultdict(int)  # (width, batch rows) -> times the batched forward was traced (tests read it)
+RUNGS = 4  # tail batches are padded to batch_size >> k for some k < RUNGS
 
 
 def bucket_of(T: int) -> int:
@@ -42,7 +46,7 @@ class FoldForward:
 
   def __init__(self, model, classify: bool):
     def forward(params_F, x_BxT, length_B):
-      TRACES[x_BxT.shape[1]] += 1  # runs only while tracing
+      TRACES[x_BxT.shape[::-1]] += 1  # runs only while tracing
       def apply(p):
         out = model.apply({"params": p}, x_BxT, length_B, train=False)
         return jax.nn.softmax(out) if classify else out[:, 0]
@@ -59,14 +63,15 @@ class FoldForward:
     return self._forward(params_F, x_BxT, length_B)
 
   def run(self, params_F, x_NxT, length_N, batch_size: int) -> np.ndarray:
-    """Outputs for all rows, in batches of one fixed size (the last one padded)."""
+    """Outputs for all rows: full batches, then the rest padded to the smallest rung that holds it."""
     outs = []
     for start in range(0, len(x_NxT), batch_size):
       xb, lb = x_NxT[start:start + batch_size], length_N[start:start + batch_size]
       n = len(xb)
-      if n < batch_size:
-        xb = np.pad(xb, ((0, batch_size - n), (0, 0)))
-        lb = np.pad(lb, (0, batch_size - n), constant_values=lb[0])
+      rows = min((r for r in (max(batch_size >> k, 1) for k in range(RUNGS)) if r >= n))
+      if n < rows:
+        xb = np.pad(xb, ((0, rows - n), (0, 0)))
+        lb = np.pad(lb, (0, rows - n), constant_values=lb[0])
       outs.append(np.asarray(self(params_F, xb, lb))[:n])
     return np.concatenate(outs)
 
@@ -143,7 +148,7 @@ class Predictor:
     sums, counts = np.zeros(len(series)), np.zeros(len(series))
     for Tn in tqdm(sorted(by_length), desc="predict", disable=not progress, leave=False):
       items = by_length[Tn]
-      x, length = left_pad(standardize(np.stack([w for _, w in items])), bucket_of(Tn))
+      x, length = left_pad(standardize(np.stack([w for _, w in items])), Tn)  # the trained shape
       ids = np.array([sid for sid, _ in items])
       np.add.at(sums, ids, self.forward.run(self.params[Tn], x, length, batch_size))
       np.add.at(counts, ids, 1)

@@ -48,9 +48,13 @@ def test_windows_rule(predictor):
 
 def test_no_recompilation_and_batch_independence(predictor):
   rng = np.random.default_rng(1)
-  trajs = [rng.normal(size=L).cumsum() for L in rng.integers(45, 64, 30)]  # all in bucket 64
+  trajs = [rng.normal(size=L).cumsum() for L in rng.integers(46, 64, 30)]  # two 45-point windows each
   first = predictor.predict(trajs, batch_size=8)
+  for n in range(1, 5):  # 2n windows: every tail rung (8, 4, 2 rows) and a full batch
+    predictor.predict(trajs[:n], batch_size=8)
   traces = dict(infer.TRACES)
+  shapes = {k: v for k, v in traces.items() if k[0] == 45}
+  assert {rows for _, rows in shapes} <= {8, 4, 2, 1} and set(shapes.values()) == {1}
   # Different counts, lengths and batch mates: same bucket, no new trace, same answers.
   again = predictor.predict(trajs[::-1][:13] + [rng.normal(size=50).cumsum()], batch_size=8)
   assert dict(infer.TRACES) == traces
