@@ -1,6 +1,6 @@
 """The benchmark suite (andi_jax/bench_suite.py); writes benchmarks/RESULTS.md, results.json, results.png.
 
-  python benchmarks/run.py [--quick]      # the same as `andi-jax benchmark all [--quick]`
+  python benchmarks/run.py [--quick | --mode medium | --mode full]   # = `andi-jax benchmark all ...`
 
 Run it alone: a figure taken while anything else runs on the machine is void.
 """

@@ -1,7 +1,7 @@
 """Task 2 (diffusion model) with the ConvTransformer (seed 000) against the LSTM, at equal training time.
 
-  python experiments/task2_convtransformer.py                # CPU size: 2 x 10 min on 2 cores
-  python experiments/task2_convtransformer.py --scale gpu    # a GPU-sized run
+  python experiments/task2_convtransformer.py                # CPU size: lengths 10-50, 2 x 10 min on 2 cores
+  python experiments/task2_convtransformer.py --scale gpu    # GPU size: lengths 10-999, 2 x 1 h
 
 Writes experiments/results/task2_convtransformer/: results.md per length bucket, results.json, PNGs.
 """

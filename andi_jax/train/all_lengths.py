@@ -26,10 +26,10 @@ WIDTHS = (32, 128, 512, 1024)
 CLASSES = ("ATTM", "CTRW", "FBM", "LW", "SBM")  # Task 2 labels in andi-datasets' order
 
 
-def prepare(trajectories_1d) -> tuple[np.ndarray, np.ndarray]:
+def prepare(trajectories_1d, widths=WIDTHS) -> tuple[np.ndarray, np.ndarray]:
   """Ragged 1D series -> standardised rows left-padded to the widest bucket, and their lengths."""
   rows = [standardize(np.asarray(r)[None])[0] for r in trajectories_1d]
-  return left_pad(rows, max(WIDTHS[-1], max(len(r) for r in rows)))
+  return left_pad(rows, max(widths[-1], max(len(r) for r in rows)))
 
 
 def params_dir(outdir) -> str:
