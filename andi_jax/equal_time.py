@@ -70,15 +70,17 @@ def table(columns: dict[str, list[dict]], metric_name: str) -> str:
   return "\n".join(lines)
 
 
+def datasets(config: EqualTimeConfig, cache, progress: bool = True):
+  """The experiment's recipe training set and its held-out set (same lengths, independent seed)."""
+  recipe = dict(dim=1, max_length=config.max_length, keep=config.max_length)
+  return [generate(Recipe(n=n, seed=seed, **recipe), workers=config.workers, cache_dir=cache, progress=progress)
+          for n, seed in ((config.train_n, config.seed), (config.test_n, config.seed + 10_000))]
+
+
 def run(config: EqualTimeConfig, workdir, progress: bool = True, cache=None) -> dict:
   """Trains each model family for config.time_budget seconds; writes results.md/json and PNGs."""
   os.makedirs(workdir, exist_ok=True)
-  cache = cache or os.path.join(workdir, "data")
-  recipe = dict(dim=1, max_length=config.max_length, keep=config.max_length)
-  train = generate(Recipe(n=config.train_n, seed=config.seed, **recipe), workers=config.workers,
-                   cache_dir=cache, progress=progress)
-  test = generate(Recipe(n=config.test_n, seed=config.seed + 10_000, **recipe), workers=config.workers,
-                  cache_dir=cache, progress=progress)
+  train, test = datasets(config, cache or os.path.join(workdir, "data"), progress)
   x, length = prepare([t[0] for t in train.trajectories()], config.widths)
   y, truth = (train.alpha, test.alpha) if config.task == 1 else (train.model, test.model)
   task_kind = "regression" if config.task == 1 else "classification"

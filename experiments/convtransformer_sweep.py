@@ -16,8 +16,7 @@ import json
 import os
 
 from andi_jax import bench, infer, metrics
-from andi_jax.data.recipe import Recipe, generate
-from andi_jax.equal_time import scales
+from andi_jax.equal_time import datasets, scales
 from andi_jax.train.all_lengths import prepare, train_all_lengths
 from andi_jax.train.engine import TrainConfig
 
@@ -34,9 +33,7 @@ TRAIN = TrainConfig(task="classification", batch_size=256, steps_per_epoch=100, 
 def main(workdir, cache="experiments/results/cache"):
   os.makedirs(workdir, exist_ok=True)
   data = scales(2)["cpu"]  # the equal-time experiment's data: one generation serves both
-  recipe = dict(dim=1, max_length=data.max_length, keep=data.max_length)
-  train = generate(Recipe(n=data.train_n, seed=data.seed, **recipe), cache_dir=cache)
-  test = generate(Recipe(n=data.test_n, seed=data.seed + 10_000, **recipe), cache_dir=cache)
+  train, test = datasets(data, cache)
   x, length = prepare([t[0] for t in train.trajectories()], data.widths)
   rows = []
   for i, cand in enumerate(CANDIDATES):
