@@ -28,7 +28,7 @@ def train_throughput(model_name: str, length: int, folds: int, batch: int, ensem
                      repeats: int = 10, model_config=None) -> float:
   """Training trajectories per second summed over the ensemble.
 
-  ensemble: "vmap", "map" or "auto": the folds train as one ensemble step (engine.over_models);
+  ensemble: "vmap", "map", "unroll" or "auto": the folds train as one ensemble step (engine.over_models);
   "sequential": one model's step runs folds times, one after another, as the seed's loop does.
   """
   sequential = ensemble == "sequential"

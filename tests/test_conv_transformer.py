@@ -7,6 +7,7 @@ from andi_jax import infer
 from andi_jax.data.preprocess import left_pad, standardize
 from andi_jax.data.recipe import Recipe, generate
 from andi_jax.models import build_model
+from andi_jax.models.conv_transformer import _pool_words
 from andi_jax.train.all_lengths import prepare, train_all_lengths
 from andi_jax.train.engine import TrainConfig
 
@@ -23,16 +24,26 @@ def model_params():
 def test_padding_and_batch_do_not_change_outputs(model_params):
   model, params = model_params
   rng = np.random.default_rng(0)
-  rows = [standardize(np.cumsum(rng.normal(size=L))[None])[0] for L in (10, 11, 13, 37, 64, 100)]
-  outs = [np.asarray(model.apply({"params": params}, *left_pad(rows, w))) for w in (100, 128, 512)]
+  # 100 and 700 points make 25 and 175 words: pooled to at most max_tokens (16), in groups of 2 and 11
+  rows = [standardize(np.cumsum(rng.normal(size=L))[None])[0] for L in (10, 11, 13, 37, 64, 100, 700)]
+  outs = [np.asarray(model.apply({"params": params}, *left_pad(rows, w))) for w in (700, 768, 1024)]
   np.testing.assert_allclose(outs[0], outs[1], atol=2e-6)
   np.testing.assert_allclose(outs[0], outs[2], atol=2e-6)
-  alone = np.asarray(model.apply({"params": params}, *left_pad(rows[3:4], 128)))
-  np.testing.assert_allclose(alone[0], outs[1][3], atol=2e-6)
+  for i in (3, 6):
+    alone = np.asarray(model.apply({"params": params}, *left_pad(rows[i:i + 1], 768)))
+    np.testing.assert_allclose(alone[0], outs[1][i], atol=2e-6)
   # what lies in the padding is ignored
-  x, length = left_pad(rows, 128)
-  x[0, :128 - 10] = 1e3
+  x, length = left_pad(rows, 768)
+  x[0, :768 - 10] = 1e3
   np.testing.assert_allclose(np.asarray(model.apply({"params": params}, x, length)), outs[1], atol=2e-6)
+
+
+def test_pool_words_averages_groups_sized_by_the_row():
+  h = jnp.arange(2 * 40 * 1, dtype=jnp.float32).reshape(2, 40, 1)
+  pooled, n = _pool_words(h, jnp.array([40, 16]), 16)
+  assert pooled.shape == (2, 16, 1) and n.tolist() == [14, 16]  # 40 words: groups of 3, the last of 1
+  np.testing.assert_allclose(pooled[0, :14, 0], [*(3 * np.arange(13) + 1.0), 39.0])
+  np.testing.assert_allclose(pooled[1, :, 0], np.arange(40, 56))  # 16 words: untouched
 
 
 def test_predictor_compiles_once_per_bucket(model_params):

@@ -152,15 +152,16 @@ def test_bucketed_validation_equals_full_width():
     np.testing.assert_allclose(a, b, rtol=1e-5)
 
 
-def test_map_and_vmap_ensembles_agree(toy_alpha_data):
+def test_map_unroll_and_vmap_ensembles_agree(toy_alpha_data):
   x, y = toy_alpha_data
   data = _data(x, y, 2)
   results = []
-  for mode in ("map", "vmap"):
+  for mode in ("map", "vmap", "unroll"):
     ens = _ensemble(ensemble=mode)
     state = ens.init(2, 20)
     batch = ens._batch(data, np.stack([np.arange(128), np.arange(128, 256)]), 20)
     state, loss = ens.train_step(state, *batch, jax.random.split(jax.random.key(0), 2))
     results.append((state.params, loss))
-  for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+  for other in results[1:]:
+    for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(other)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

@@ -7,6 +7,10 @@ convolution sees the same grid of windows whatever the padding. Every stage then
 beyond the row's end (convolution outputs past it are zeroed, attention ignores those keys, pooling
 skips them), so a prediction does not depend on the padding or on the rest of the batch.
 
+Attention's cost grows with the square of the word count: beyond `max_tokens` words (64 points with
+the default strides), consecutive words are averaged in groups sized by the row's own length, so a
+trajectory of 1000 points costs about what one of 100 costs in attention, and short ones are untouched.
+
 Per point the input has two channels: the standardised position and the increment scaled to unit
 root mean square (anomalous exponents live in how increments scale and correlate).
 """
@@ -26,6 +30,7 @@ class ConvTransformerConfig:
   blocks: int = 2
   mlp: int = 128  # hidden units of each encoder block's feed-forward layer
   dropout: float = 0.1
+  max_tokens: int | None = 16  # longer word sequences are average-pooled to at most this many (None: never)
   outputs: int = 1  # 1: alpha (Task 1); 5: diffusion model logits (Task 2)
 
   def __post_init__(self):
@@ -39,6 +44,20 @@ def _to_front(x_BxT, length_B):
   valid = t[None] < length_B[:, None]
   src = jnp.minimum(t[None] + (T - length_B)[:, None], T - 1)
   return jnp.where(valid, jnp.take_along_axis(x_BxT, src, 1), 0.0), valid
+
+
+def _pool_words(h_BxLxC, n_B, max_tokens):
+  """Averages each row's consecutive words in groups of ceil(n / max_tokens): at most max_tokens words.
+
+  The group size depends on the row's own word count only, never on the batch or its padding.
+  """
+  group = -(-n_B // max_tokens)
+  slot = jnp.arange(h_BxLxC.shape[1])[None] // group[:, None]  # (B, L): each word's pooled slot
+  valid = jnp.arange(h_BxLxC.shape[1])[None] < n_B[:, None]
+  assign = (slot[..., None] == jnp.arange(max_tokens)) & valid[..., None]  # (B, L, max_tokens)
+  total = jnp.einsum("blk,blc->bkc", assign.astype(h_BxLxC.dtype), h_BxLxC)
+  count = jnp.sum(assign, 1)[..., None]
+  return total / jnp.maximum(count, 1), -(-n_B // group)
 
 
 class EncoderBlock(nn.Module):
@@ -59,6 +78,7 @@ class EncoderBlock(nn.Module):
 
 class ConvTransformer(nn.Module):
   config: ConvTransformerConfig
+  cpu_ensemble = "unroll"  # engine.over_models: XLA's CPU convolutions are slow inside a loop
 
   @nn.compact
   def __call__(self, x_BxT, length_B, train: bool = False):
@@ -78,6 +98,9 @@ class ConvTransformer(nn.Module):
       mask = jnp.arange(h.shape[1])[None] < n[:, None]
       h = h * mask[..., None]
     self.sow("intermediates", "words", h)  # the last convolution's words (Grad-CAM's stage)
+    if cfg.max_tokens and h.shape[1] > cfg.max_tokens:
+      h, n = _pool_words(h, n, cfg.max_tokens)
+      mask = jnp.arange(cfg.max_tokens)[None] < n[:, None]
 
     for _ in range(cfg.blocks):
       h = EncoderBlock(cfg)(h, mask, train)

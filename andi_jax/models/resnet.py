@@ -146,6 +146,7 @@ class ResNet(nn.Module):
   """Input: x (B, T) for one channel, else (B, channels, T), left-padded; length (B,) real steps per row."""
 
   config: ResNetConfig
+  cpu_ensemble = "unroll"  # engine.over_models: XLA's CPU convolutions are slow inside a loop
 
   @nn.compact
   def __call__(self, x, length_B, train: bool = False):
