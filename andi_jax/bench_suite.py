@@ -51,8 +51,10 @@ class SuiteConfig:
   memory_gb: float = 20.0  # skip a scaling row whose estimated activation memory exceeds this
 
 
-QUICK = SuiteConfig(lengths=(10, 100), repeats=3, ragged_n=1_000, generation_T=(100,), generation_n=500, onthefly_T=(100,),
-                    tta_n=20_000, tta_target=0.45, tta_max_epochs=4, scaling_models=(1, 5))
+# Every section in about 5 minutes: ResNet-18 at T=10 only, time-to-accuracy one model a side.
+QUICK = SuiteConfig(lengths=(10, 100), repeats=3, max_T=(("resnet", 10),), ragged_n=1_000, generation_T=(100,),
+                    generation_n=500, onthefly_T=(100,), tta_n=20_000, tta_target=0.45, tta_max_epochs=4,
+                    tta_runs=("jax_one",), scaling_models=(1, 5))
 # Every section at every T in about 40 minutes on 2 cores: time-to-accuracy on a looser target, one model a side.
 # ResNet-18 (kernels 15, widths to 512) costs ~2 GFLOP per trajectory forward at T=1000: ~2 min a step.
 MEDIUM = SuiteConfig(repeats=3, max_T=(("resnet", 100),), generation_n=1_000, tta_n=100_000, tta_target=0.35, tta_max_epochs=6,
@@ -216,8 +218,8 @@ def write_report(results: dict, outdir) -> None:
            "All rates are trajectories per second after compilation, synchronised, median of "
            f"{cfg['repeats']} repeats, measured in one run with nothing else running.", "",
            f"## 1. Training throughput, batch {cfg['batch']} per model", "",
-           f"`one`: one model; `ensemble`: {cfg['folds']} folds as one jitted step (lax.map on CPU, vmap on "
-           f"GPU); `sequential`: {cfg['folds']} one-model steps called one after another; inference: the "
+           f"`one`: one model; `ensemble`: {cfg['folds']} folds as one jitted step (on CPU the LSTM's in a "
+           f"lax.map loop, the convolutional families' unrolled; vmap on GPU: engine.over_models); `sequential`: {cfg['folds']} one-model steps called one after another; inference: the "
            f"fold-averaged forward of {cfg['folds']} models, batch {4 * cfg['batch']}.", "",
            "| model | T | one | ensemble | sequential | ensemble / sequential | inference |",
            "|---|---|---|---|---|---|---|"]

@@ -55,8 +55,9 @@ def over_models(mode: str = "auto", cpu_mode: str = "map"):
   "vmap" batches the models' products into batched matrix products: what a GPU needs to fill up.
   "map" runs the models one after another inside the compiled step (lax.map, a loop): on XLA's CPU
   backend, batched products run slower than the same plain products in turn (benchmarks/RESULTS.md).
-  "unroll" writes the models out one after another (lax.scan fully unrolled: compilation grows with
-  their number): XLA's CPU convolutions run several times slower inside a loop's body.
+  "unroll" writes the models out one after another (compilation grows with their number): XLA's CPU
+  convolutions run several times slower inside a loop's body. A Python loop, not lax.scan(unroll=True),
+  which still emits a loop for a single model.
   "auto" picks `cpu_mode` on CPU (each model family names its own, see models/), "vmap" elsewhere.
   """
   if mode == "auto":
@@ -64,7 +65,13 @@ def over_models(mode: str = "auto", cpu_mode: str = "map"):
   if mode == "vmap":
     return jax.vmap
   if mode == "unroll":
-    return lambda f: lambda *args: jax.lax.scan(lambda _, a: (None, f(*a)), None, args, unroll=True)[1]
+    def unrolled(f):
+      def lifted(*args):
+        models = jax.tree.leaves(args)[0].shape[0]
+        outs = [f(*jax.tree.map(lambda a: a[m], args)) for m in range(models)]
+        return jax.tree.map(lambda *o: jnp.stack(o), *outs)
+      return lifted
+    return unrolled
   return lambda f: lambda *args: jax.lax.map(lambda a: f(*a), args)
 
 
