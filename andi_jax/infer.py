@@ -85,7 +85,7 @@ def _series(trajectories):
         raise ValueError(f"trajectory {i} has {len(axis)} points; at least {MIN_POINTS} are needed")
       series.append(axis)
       owner.append(i)
-  return series, np.array(owner)
+  return series, np.array(owner, dtype=np.int64)  # int even when empty
 
 
 def _mean_by_owner(values, owner, n):

@@ -57,6 +57,7 @@ def test_predictor_compiles_once_per_bucket(model_params):
   second = pred.predict(trajs[:7], batch_size=16)  # a different count, one tail batch of 8 rows
   assert dict(infer.TRACES) == traces
   np.testing.assert_allclose(first[:7], second, atol=1e-6)  # independent of batch companions
+  assert pred.predict([]).shape == (0,)
 
 
 @pytest.fixture(scope="module")
