@@ -51,11 +51,11 @@ class SuiteConfig:
   memory_gb: float = 20.0  # skip a scaling row whose estimated activation memory exceeds this
 
 
-# Every section in about 5 minutes: ResNet-18 at T=10 only, time-to-accuracy one model a side.
+# Every section, small: ResNet-18 at T=10 only, time-to-accuracy one model a side (805 s on 2 cores; goal 300 s).
 QUICK = SuiteConfig(lengths=(10, 100), repeats=3, max_T=(("resnet", 10),), ragged_n=1_000, generation_T=(100,),
                     generation_n=500, onthefly_T=(100,), tta_n=20_000, tta_target=0.45, tta_max_epochs=4,
                     tta_runs=("jax_one",), scaling_models=(1, 5))
-# Every section at every T in about 40 minutes on 2 cores: time-to-accuracy on a looser target, one model a side.
+# Every section at every T in about an hour on 2 cores: time-to-accuracy on a looser target, one model a side.
 # ResNet-18 (kernels 15, widths to 512) costs ~2 GFLOP per trajectory forward at T=1000: ~2 min a step.
 MEDIUM = SuiteConfig(repeats=3, max_T=(("resnet", 100),), generation_n=1_000, tta_n=100_000, tta_target=0.35, tta_max_epochs=6,
                      tta_runs=("jax_one",))

@@ -33,10 +33,13 @@ CANDIDATES = [
 ]
 
 
+TRAIN = TrainConfig(task="classification", batch_size=256, steps_per_epoch=100, max_epochs=3)
+
+
 def words(T, strides, max_tokens):
+  """Words the encoder reads for a row of T points (conv_transformer._pool_words' count)."""
   n = -(-T // (strides[0] * strides[1]))
   return n if not max_tokens or n <= max_tokens else -(-n // -(-n // max_tokens))
-TRAIN = TrainConfig(task="classification", batch_size=256, steps_per_epoch=100, max_epochs=3)
 
 
 def main(workdir, cache="experiments/results/cache"):

@@ -40,7 +40,7 @@ class TrainConfig:
   eval_batch_size: int = 4096
   checkpoint_every: int = 200  # steps between mid-epoch saves
   seed: int = 0
-  ensemble: str = "auto"  # how models share the step: "vmap", "map", or "auto" (see over_models)
+  ensemble: str = "auto"  # how models share the step: "vmap", "map", "unroll" or "auto" (see over_models)
 
   def __post_init__(self):
     if self.ensemble not in ("auto", "vmap", "map", "unroll"):
