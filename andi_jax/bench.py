@@ -24,31 +24,55 @@ def _walks(n, length, seed=0):
   return ((x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)).astype(np.float32)
 
 
+def _batch_arrays(ens: Ensemble, n_models: int, batch: int, length: int):
+  x = np.broadcast_to(_walks(batch, length), (n_models, batch, length))
+  return jax.device_put((x, np.full((n_models, batch), length, np.int32),
+                         np.random.default_rng(1).uniform(0.05, 2, (n_models, batch)).astype(np.float32)),
+                        ens.batch_sharding)
+
+
 def train_throughput(model_name: str, length: int, folds: int, batch: int, ensemble: str = "auto",
                      repeats: int = 10, model_config=None) -> float:
   """Training trajectories per second summed over the ensemble.
 
   ensemble: "vmap", "map", "unroll" or "auto": the folds train as one ensemble step (engine.over_models);
-  "sequential": one model's step runs folds times, one after another, as the seed's loop does.
+  "sequential": folds one-model states stepped one after another, as the seed's loop does.
   """
-  sequential = ensemble == "sequential"
-  n_models = 1 if sequential else folds
+  if ensemble == "sequential":
+    return one_and_sequential(model_name, length, folds, batch, repeats, model_config)[1]
   model, _ = build_model(model_name, model_config)
-  ens = Ensemble(model, TrainConfig(batch_size=batch, ensemble="auto" if sequential else ensemble))
-  state = ens.init(n_models, length)
-  x = np.broadcast_to(_walks(batch, length), (n_models, batch, length))
-  batch_arrays = jax.device_put((x, np.full((n_models, batch), length, np.int32),
-                                 np.random.default_rng(1).uniform(0.05, 2, (n_models, batch)).astype(np.float32)),
-                                ens.batch_sharding)
-  keys = jax.random.split(jax.random.key(0), n_models)
+  ens = Ensemble(model, TrainConfig(batch_size=batch, ensemble=ensemble))
+  state = ens.init(folds, length)
+  arrays = _batch_arrays(ens, folds, batch, length)
+  keys = jax.random.split(jax.random.key(0), folds)
 
   def step():
     nonlocal state
-    state, loss = ens.train_step(state, *batch_arrays, keys)
+    state, loss = ens.train_step(state, *arrays, keys)
     return loss
 
-  seconds = _median_seconds(step, repeats) * (folds if sequential else 1)
-  return folds * batch / seconds
+  return folds * batch / _median_seconds(step, repeats)
+
+
+def one_and_sequential(model_name: str, length: int, folds: int, batch: int, repeats: int = 10,
+                       model_config=None) -> tuple[float, float]:
+  """Trajectories per second of one model's step alone, and of `folds` separate one-model states whose
+  jitted steps are called one after another from Python (the seed's loop); one compilation serves both."""
+  model, _ = build_model(model_name, model_config)
+  ens = Ensemble(model, TrainConfig(batch_size=batch))
+  states = [ens.init(1, length) for _ in range(folds)]
+  arrays = _batch_arrays(ens, 1, batch, length)
+  keys = jax.random.split(jax.random.key(0), 1)
+
+  def run(models):
+    losses = []
+    for i in models:
+      states[i], loss = ens.train_step(states[i], *arrays, keys)
+      losses.append(loss)
+    return losses
+
+  one = batch / _median_seconds(lambda: run([0]), repeats)
+  return one, folds * batch / _median_seconds(lambda: run(range(folds)), repeats)
 
 
 def onthefly_throughput(model_name: str, length: int, folds: int, batch: int, repeats: int = 10,

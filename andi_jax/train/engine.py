@@ -223,7 +223,7 @@ class Ensemble:
     loss = (optax.squared_error(out[:, 0], y) if self.config.task == "regression"
             else optax.softmax_cross_entropy_with_integer_labels(out, y))
     metric = self._loss(out, y)[1]
-    return jnp.sum(loss * valid), jnp.sum(metric * valid)
+    return loss * valid, metric * valid  # per row: summed on the host, no cross-device reduction
 
   def _end_epoch(self, state: EnsembleState, val_loss, val_metric, epoch):
     def one(params, best_params, plateau, reductions, stopped, best_metric, best_epoch, loss, metric):
@@ -272,7 +272,7 @@ class Ensemble:
   def validate(self, params, data: EnsembleData) -> tuple[np.ndarray, np.ndarray]:
     """Mean validation loss and metric per model; per bucket, fixed-size chunks masked where short."""
     n_val = data.val_idx.shape[1]
-    loss = metric = 0.0
+    loss = metric = np.zeros(len(data.group))
     for width, rows in self._by_bucket(data, data.val_idx):
       n = max(len(r) for r in rows)
       if n == 0:
@@ -284,9 +284,11 @@ class Ensemble:
       valid = np.stack([np.arange(n_pad) < len(r) for r in rows]).astype(np.float32)
       for start in range(0, n_pad, size):
         batch = self._batch(data, idx[:, start:start + size], width)
+        # Fetched chunk by chunk: independent evaluations left in flight together, each waiting for
+        # its partner on the other host device, once stalled a benchmark run for good.
         l, m = self.evaluate(params, *batch, jax.device_put(valid[:, start:start + size], self.batch_sharding))
-        loss, metric = loss + l, metric + m
-    return np.asarray(loss) / n_val, np.asarray(metric) / n_val
+        loss, metric = loss + np.asarray(l, np.float64).sum(1), metric + np.asarray(m, np.float64).sum(1)
+    return (loss / n_val).astype(np.float32), (metric / n_val).astype(np.float32)
 
   def epoch_batches(self, data: EnsembleData, epoch: int) -> list[tuple[int, np.ndarray]]:
     """The epoch's steps as (width, (M, B) row indices), a function of (seed, epoch).
