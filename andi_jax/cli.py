@@ -120,7 +120,7 @@ def cmd_benchmark(args):
   if args.what == "all":
     from andi_jax import bench_suite
     mode = "quick" if args.quick else args.mode
-    bench_suite.run(bench_suite.MODES[mode], args.out, mode=mode)
+    bench_suite.run(bench_suite.MODES[mode], args.out, mode=mode, only=tuple(args.only))
     print(f"wrote {os.path.join(args.out, 'RESULTS.md')}, results.json, results.png")
     return
   if args.what == "train":
@@ -223,6 +223,9 @@ def main(argv=None):
                  help="all: quick (a few minutes), medium (every section and T, about an hour on 2 cores), full")
   p.add_argument("--quick", action="store_true", help="all: the same as --mode quick")
   p.add_argument("--out", default="benchmarks", help="all: directory for RESULTS.md, results.json, results.png")
+  p.add_argument("--only", nargs="+", default=(), metavar="SECTION",
+                 help="all: re-measure these sections (throughput, torch, inference, generation, onthefly, "
+                      "time_to_accuracy, scaling) into --out's results.json of a run in the same mode")
   p.add_argument("--model", default="lstm")
   p.add_argument("--length", type=int, default=100)
   p.add_argument("--folds", type=int, default=5)

@@ -1,6 +1,9 @@
 """The benchmark suite end to end on tiny sizes; numbers are never asserted, only that every part ran."""
 
+import dataclasses
 import json
+
+import pytest
 
 from andi_jax import bench_suite, bench_torch
 
@@ -26,3 +29,12 @@ def test_suite_writes_every_section(tmp_path):
   assert ("| 10 |" in report.split("## 2.")[1].split("## 3.")[0]) == bench_torch.available()
   assert [r["model"] for r in saved["generation"]] == ["sbm", "recipe"]
   assert results["mode"] == "quick"
+
+  # --only: one section re-measured into this results.json, the rest kept; a mismatched config refused
+  again = bench_suite.run(TINY, tmp_path, mode="quick", log=lambda row: None, only=("scaling",))
+  assert again["throughput"] == saved["throughput"] and list(again["remeasured"]) == ["scaling"]
+  assert "Section scaling re-measured alone" in (tmp_path / "RESULTS.md").read_text()
+  with pytest.raises(ValueError, match="another configuration"):
+    bench_suite.run(dataclasses.replace(TINY, batch=64), tmp_path, mode="quick", only=("scaling",))
+  with pytest.raises(ValueError, match="unknown sections"):
+    bench_suite.run(TINY, tmp_path, mode="quick", only=("speed",))

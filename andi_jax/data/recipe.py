@@ -201,31 +201,44 @@ def _simulate_chunk(recipe: Recipe, k: int, count: int) -> dict[str, np.ndarray]
     }
 
 
-def _run_chunks(recipe: Recipe, workers: int, progress: bool) -> list[dict[str, np.ndarray]]:
+def worker_pool(workers: int) -> cf.ProcessPoolExecutor:
+    # spawn, not fork: the parent may hold JAX's threads, which fork does not copy safely.
+    return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _run_chunks(recipe: Recipe, workers: int, progress: bool,
+                pool: cf.ProcessPoolExecutor | None) -> list[dict[str, np.ndarray]]:
     counts = [min(CHUNK_SIZE, recipe.n - start) for start in range(0, recipe.n, CHUNK_SIZE)]
     bar = tqdm(total=len(counts), desc=f"simulating {recipe.n} trajectories", unit="chunk", disable=not progress)
     with bar:
-        if min(workers, len(counts)) == 1:
+        if pool is None and min(workers, len(counts)) == 1:
             out = []
             for k, c in enumerate(counts):
                 out.append(_simulate_chunk(recipe, k, c))
                 bar.update()
             return out
-        # spawn, not fork: the parent may hold JAX's threads, which fork does not copy safely.
-        ctx = multiprocessing.get_context("spawn")
         results: list[dict[str, np.ndarray] | None] = [None] * len(counts)
-        with cf.ProcessPoolExecutor(min(workers, len(counts)), mp_context=ctx) as pool:
+        own = pool is None
+        pool = worker_pool(min(workers, len(counts))) if own else pool
+        try:
             futures = {pool.submit(_simulate_chunk, recipe, k, c): k for k, c in enumerate(counts)}
             for f in cf.as_completed(futures):
                 results[futures[f]] = f.result()
                 bar.update()
+        finally:
+            if own:
+                pool.shutdown()
         return results  # type: ignore[return-value]
 
 
 def generate(
-    recipe: Recipe, *, workers: int | None = None, cache_dir: str | os.PathLike | None = None, progress: bool = True
+    recipe: Recipe, *, workers: int | None = None, cache_dir: str | os.PathLike | None = None, progress: bool = True,
+    pool: cf.ProcessPoolExecutor | None = None,
 ) -> Dataset:
-    """Generate (or load from `cache_dir`) the data set described by `recipe`."""
+    """Generate (or load from `cache_dir`) the data set described by `recipe`.
+
+    pool: started worker processes (worker_pool) to reuse; by default each call starts and ends its own.
+    """
     path = Path(cache_dir) / f"recipe-{recipe.key()}.npz" if cache_dir is not None else None
     if path is not None and path.exists():
         with np.load(path, allow_pickle=False) as f:
@@ -234,7 +247,7 @@ def generate(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     _andi()  # fail early, in the parent, if andi-datasets is missing
-    chunks = _run_chunks(recipe, workers, progress)
+    chunks = _run_chunks(recipe, workers, progress, pool)
     ds = Dataset(*(np.concatenate([c[k] for c in chunks]) for k in _FIELDS))
     if path is not None:
         _save_atomic(path, ds)
