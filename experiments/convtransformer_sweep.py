@@ -15,8 +15,11 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
+import sys
 
 from andi_jax import bench, infer, metrics
+from andi_jax.cli import with_huge_pages
 from andi_jax.equal_time import datasets, scales
 from andi_jax.models.conv_transformer import ConvTransformerConfig
 from andi_jax.train.all_lengths import prepare, train_all_lengths
@@ -51,6 +54,7 @@ def main(workdir, cache="experiments/results/cache"):
   for i, cand in enumerate(CANDIDATES):
     speed = bench.train_throughput("conv_transformer", 500, folds=5, batch=512, repeats=5, model_config=cand)
     ckpt = os.path.join(workdir, f"candidate_{i}")
+    shutil.rmtree(ckpt, ignore_errors=True)  # a measurement: never resumed from an earlier run's checkpoints
     out = train_all_lengths(x, length, train.model, ckpt, task=2, model_config=cand, folds=2,
                             train_config=TRAIN, widths=data.widths)
     pred = infer.load(ckpt).predict(test.trajectories()).argmax(1)
@@ -75,6 +79,7 @@ def main(workdir, cache="experiments/results/cache"):
 
 
 if __name__ == "__main__":
+  with_huge_pages(sys.argv)  # the benchmarks' allocation setting: its speeds compare with RESULTS.md's
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--workdir", default="experiments/results/convtransformer_sweep")
   main(parser.parse_args().workdir)
