@@ -312,7 +312,7 @@ def run(config: SuiteConfig, outdir, mode: str = "full", log=print, only: tuple[
       raise ValueError(f"{path} holds a {results['mode']} run with another configuration: run the whole suite")
   else:
     results = {"machine": machine(), "commit": commit, "date": date, "mode": mode,
-               "config": dataclasses.asdict(config), "section_seconds": {}}
+               "config": dataclasses.asdict(config)}
   timings = results.setdefault("section_seconds", {})
 
   def section(name, fn):

@@ -11,6 +11,7 @@ an exact prefix of what a larger one would.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -218,16 +219,12 @@ def _run_chunks(recipe: Recipe, workers: int, progress: bool,
                 bar.update()
             return out
         results: list[dict[str, np.ndarray] | None] = [None] * len(counts)
-        own = pool is None
-        pool = worker_pool(min(workers, len(counts))) if own else pool
-        try:
+        # a pool of its own is shut down on leaving; a given one stays up for its owner
+        with worker_pool(min(workers, len(counts))) if pool is None else contextlib.nullcontext(pool) as pool:
             futures = {pool.submit(_simulate_chunk, recipe, k, c): k for k, c in enumerate(counts)}
             for f in cf.as_completed(futures):
                 results[futures[f]] = f.result()
                 bar.update()
-        finally:
-            if own:
-                pool.shutdown()
         return results  # type: ignore[return-value]
 
 
