@@ -9,14 +9,22 @@ from andi_jax.models import build_model
 from andi_jax.train.engine import Ensemble, TrainConfig
 
 
-def _median_seconds(fn, repeats: int) -> float:
-  jax.block_until_ready(fn())  # compile and warm up
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
+def interleaved_seconds(fns, repeats: int) -> list[float]:
+  """Median seconds of each call, the calls taken in turn within every repeat, so that the drift of a
+  shared machine weighs on all of them alike. Each fn is compiled and warmed up first."""
+  for fn in fns:
     jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+  times = [[] for _ in fns]
+  for _ in range(repeats):
+    for fn, t in zip(fns, times):
+      start = time.perf_counter()
+      jax.block_until_ready(fn())
+      t.append(time.perf_counter() - start)
+  return [float(np.median(t)) for t in times]
+
+
+def _median_seconds(fn, repeats: int) -> float:
+  return interleaved_seconds([fn], repeats)[0]
 
 
 def _walks(n, length, seed=0):
@@ -31,15 +39,9 @@ def _batch_arrays(ens: Ensemble, n_models: int, batch: int, length: int):
                         ens.batch_sharding)
 
 
-def train_throughput(model_name: str, length: int, folds: int, batch: int, ensemble: str = "auto",
-                     repeats: int = 10, model_config=None) -> float:
-  """Training trajectories per second summed over the ensemble.
-
-  ensemble: "vmap", "map", "unroll" or "auto": the folds train as one ensemble step (engine.over_models);
-  "sequential": folds one-model states stepped one after another, as the seed's loop does.
-  """
-  if ensemble == "sequential":
-    return one_and_sequential(model_name, length, folds, batch, repeats, model_config)[1]
+def ensemble_step(model_name: str, length: int, folds: int, batch: int, ensemble: str = "auto",
+                  model_config=None):
+  """One training step of a `folds`-model ensemble on fixed arrays, as a call (engine.over_models' mode)."""
   model, _ = build_model(model_name, model_config)
   ens = Ensemble(model, TrainConfig(batch_size=batch, ensemble=ensemble))
   state = ens.init(folds, length)
@@ -51,13 +53,12 @@ def train_throughput(model_name: str, length: int, folds: int, batch: int, ensem
     state, loss = ens.train_step(state, *arrays, keys)
     return loss
 
-  return folds * batch / _median_seconds(step, repeats)
+  return step
 
 
-def one_and_sequential(model_name: str, length: int, folds: int, batch: int, repeats: int = 10,
-                       model_config=None) -> tuple[float, float]:
-  """Trajectories per second of one model's step alone, and of `folds` separate one-model states whose
-  jitted steps are called one after another from Python (the seed's loop); one compilation serves both."""
+def one_and_sequential_steps(model_name: str, length: int, folds: int, batch: int, model_config=None):
+  """Two calls sharing one compilation: one model's step alone, and `folds` separate one-model states
+  whose jitted steps are called one after another from Python (the seed's loop)."""
   model, _ = build_model(model_name, model_config)
   ens = Ensemble(model, TrainConfig(batch_size=batch))
   states = [ens.init(1, length) for _ in range(folds)]
@@ -71,13 +72,11 @@ def one_and_sequential(model_name: str, length: int, folds: int, batch: int, rep
       losses.append(loss)
     return losses
 
-  one = batch / _median_seconds(lambda: run([0]), repeats)
-  return one, folds * batch / _median_seconds(lambda: run(range(folds)), repeats)
+  return lambda: run([0]), lambda: run(range(folds))
 
 
-def onthefly_throughput(model_name: str, length: int, folds: int, batch: int, repeats: int = 10,
-                        model_config=None) -> float:
-  """As train_throughput's ensemble, with each step's batches simulated inside it (recipe at T=1000)."""
+def onthefly_step(model_name: str, length: int, folds: int, batch: int, model_config=None):
+  """As ensemble_step, with each step's batches simulated inside it (recipe at T=1000), fresh each call."""
   from andi_jax.train.onthefly import per_length_sampler
   model, _ = build_model(model_name, model_config)
   ens = Ensemble(model, TrainConfig(batch_size=batch))
@@ -88,11 +87,42 @@ def onthefly_throughput(model_name: str, length: int, folds: int, batch: int, re
 
   def step():
     nonlocal state
-    data_keys = jax.random.split(jax.random.key(next(calls)), folds)  # fresh data every step
+    data_keys = jax.random.split(jax.random.key(next(calls)), folds)
     state, loss = step_fn(state, data_keys, keys, width=length)
     return loss
 
+  return step
+
+
+def train_throughput(model_name: str, length: int, folds: int, batch: int, ensemble: str = "auto",
+                     repeats: int = 10, model_config=None) -> float:
+  """Training trajectories per second summed over the ensemble.
+
+  ensemble: "vmap", "map", "unroll" or "auto": the folds train as one ensemble step (engine.over_models);
+  "sequential": folds one-model states stepped one after another, as the seed's loop does.
+  """
+  if ensemble == "sequential":
+    step = one_and_sequential_steps(model_name, length, folds, batch, model_config)[1]
+  else:
+    step = ensemble_step(model_name, length, folds, batch, ensemble, model_config)
   return folds * batch / _median_seconds(step, repeats)
+
+
+def train_rates(model_name: str, length: int, folds: int, batch: int, repeats: int = 10) -> dict:
+  """Trajectories per second of one model, the `folds`-model ensemble and the same models one after
+  another, timed in turn."""
+  one, sequential = one_and_sequential_steps(model_name, length, folds, batch)
+  seconds = interleaved_seconds([one, ensemble_step(model_name, length, folds, batch), sequential], repeats)
+  return {name: float(n / s) for name, n, s in zip(("one", "ensemble", "sequential"),
+                                                     (batch, folds * batch, folds * batch), seconds)}
+
+
+def stored_and_onthefly(model_name: str, length: int, folds: int, batch: int, repeats: int = 10) -> tuple[float, float]:
+  """Ensemble training trajectories per second on stored arrays and on batches simulated in the step,
+  timed in turn."""
+  seconds = interleaved_seconds([ensemble_step(model_name, length, folds, batch),
+                                 onthefly_step(model_name, length, folds, batch)], repeats)
+  return folds * batch / seconds[0], folds * batch / seconds[1]
 
 
 def infer_throughput(model_name: str, length: int, folds: int, batch: int, repeats: int = 10,

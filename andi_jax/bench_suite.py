@@ -84,25 +84,21 @@ def throughput_rows(config: SuiteConfig, log) -> list[dict]:
   rows = []
   for family in config.families:
     for T in _lengths(config, family, config.lengths):
-      one, sequential = bench.one_and_sequential(family, T, config.folds, config.batch, config.repeats)
-      row = {"family": family, "T": T, "one": one,
-             "ensemble": bench.train_throughput(family, T, config.folds, config.batch, repeats=config.repeats),
-             "sequential": sequential,
+      row = {"family": family, "T": T,
+             **bench.train_rates(family, T, config.folds, config.batch, config.repeats),
              "infer": bench.infer_throughput(family, T, config.folds, 4 * config.batch, repeats=config.repeats)}
       rows.append(row)
       log(row)
   return rows
 
 
-def onthefly_rows(config: SuiteConfig, throughput: list[dict], log) -> list[dict]:
-  """Ensemble training on batches generated in the step, next to the stored-array figure of section 1."""
-  stored = {(r["family"], r["T"]): r["ensemble"] for r in throughput}
+def onthefly_rows(config: SuiteConfig, log) -> list[dict]:
+  """Ensemble training on batches generated in the step and on stored arrays, timed in turn."""
   rows = []
   for family in config.onthefly_families or config.families:
     for T in _lengths(config, family, config.onthefly_T):
-      row = {"family": family, "T": T, "stored": stored.get((family, T)) or bench.train_throughput(
-                 family, T, config.folds, config.batch, repeats=config.repeats),
-             "onthefly": bench.onthefly_throughput(family, T, config.folds, config.batch, config.repeats)}
+      stored, onthefly = bench.stored_and_onthefly(family, T, config.folds, config.batch, config.repeats)
+      row = {"family": family, "T": T, "stored": stored, "onthefly": onthefly}
       rows.append(row)
       log(row)
   return rows
@@ -209,7 +205,7 @@ def write_report(results: dict, outdir) -> None:
            f"{cfg['repeats']} repeats, measured in one run with nothing else running.", "",
            f"## 1. Training throughput, batch {cfg['batch']} per model", "",
            f"`one`: one model; `ensemble`: {cfg['folds']} folds as one jitted step (on CPU the LSTM's in a "
-           f"lax.map loop, the convolutional families' unrolled; vmap on GPU: engine.over_models); `sequential`: {cfg['folds']} one-model steps called one after another; inference: the "
+           f"lax.map loop, the convolutional families' unrolled; vmap on GPU: engine.over_models); `sequential`: {cfg['folds']} one-model steps called one after another (the three timed in turn); inference: the "
            f"fold-averaged forward of {cfg['folds']} models, batch {4 * cfg['batch']}.", "",
            "| model | T | one | ensemble | sequential | ensemble / sequential | inference |",
            "|---|---|---|---|---|---|---|"]
@@ -243,7 +239,7 @@ def write_report(results: dict, outdir) -> None:
                    f"{r['jax_per_s'] / r['andi_per_s']:.1f} |")
   if results.get("onthefly"):
     lines += ["", f"### Training on batches generated inside the step ({cfg['folds']}-model ensemble, recipe "
-              "simulated at T=1000 each step)", "",
+              "simulated at T=1000 each step; its steps timed in turn with steps on stored arrays)", "",
               "| model | T | stored arrays | on the fly | on the fly / stored |", "|---|---|---|---|---|"]
     for r in results["onthefly"]:
       lines.append(f"| {r['family']} | {r['T']} | {_fmt(r['stored'])} | {_fmt(r['onthefly'])} | "
@@ -337,7 +333,7 @@ def run(config: SuiteConfig, outdir, mode: str = "full", log=print, only: tuple[
         Ts=config.generation_T, andi_n=config.generation_n, models=config.generation_models,
         repeats=config.repeats, andi_repeats=max(1, config.repeats // 3)))
   if config.onthefly_T:
-    section("onthefly", lambda: onthefly_rows(config, results["throughput"], log))
+    section("onthefly", lambda: onthefly_rows(config, log))
   section("time_to_accuracy", lambda: time_to_accuracy(config, log))
   section("scaling", lambda: scaling_rows(config, results["throughput"], log))
   if not only:
