@@ -304,8 +304,11 @@ def run(config: SuiteConfig, outdir, mode: str = "full", log=print, only: tuple[
       raise ValueError(f"unknown sections {sorted(unknown)}; the suite's sections are {SECTIONS}")
     with open(path) as f:
       results = json.load(f)
-    if results["mode"] != mode or results["config"] != json.loads(json.dumps(dataclasses.asdict(config))):
+    # a field added to SuiteConfig after that run was written had its default value in it
+    saved = {**json.loads(json.dumps(dataclasses.asdict(SuiteConfig()))), **results["config"]}
+    if results["mode"] != mode or saved != json.loads(json.dumps(dataclasses.asdict(config))):
       raise ValueError(f"{path} holds a {results['mode']} run with another configuration: run the whole suite")
+    results["config"] = dataclasses.asdict(config)
   else:
     results = {"machine": machine(), "commit": commit, "date": date, "mode": mode,
                "config": dataclasses.asdict(config)}

@@ -36,5 +36,11 @@ def test_suite_writes_every_section(tmp_path):
   assert "Section scaling re-measured alone" in (tmp_path / "RESULTS.md").read_text()
   with pytest.raises(ValueError, match="another configuration"):
     bench_suite.run(dataclasses.replace(TINY, batch=64), tmp_path, mode="quick", only=("scaling",))
+  # a results.json written before a SuiteConfig field existed ran with that field's default: accepted
+  older = json.loads((tmp_path / "results.json").read_text())
+  del older["config"]["onthefly_families"]
+  (tmp_path / "results.json").write_text(json.dumps(older))
+  bench_suite.run(TINY, tmp_path, mode="quick", log=lambda row: None, only=("scaling",))
+  assert "onthefly_families" in json.loads((tmp_path / "results.json").read_text())["config"]
   with pytest.raises(ValueError, match="unknown sections"):
     bench_suite.run(TINY, tmp_path, mode="quick", only=("speed",))
