@@ -110,9 +110,11 @@ def train_throughput(model_name: str, length: int, folds: int, batch: int, ensem
 
 def train_rates(model_name: str, length: int, folds: int, batch: int, repeats: int = 10) -> dict:
   """Trajectories per second of one model, the `folds`-model ensemble and the same models one after
-  another, timed in turn."""
+  another, each timed in its own block. Taken in turn, the unrolled convolutional ensembles (CT at
+  T >= 500, ResNet at T >= 50) measured 2-4x slower than one model (2026-12-01, cause not found);
+  the LSTM's rows agreed either way."""
   one, sequential = one_and_sequential_steps(model_name, length, folds, batch)
-  seconds = interleaved_seconds([one, ensemble_step(model_name, length, folds, batch), sequential], repeats)
+  seconds = [_median_seconds(f, repeats) for f in (one, ensemble_step(model_name, length, folds, batch), sequential)]
   return {name: float(n / s) for name, n, s in zip(("one", "ensemble", "sequential"),
                                                      (batch, folds * batch, folds * batch), seconds)}
 

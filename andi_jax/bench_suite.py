@@ -205,7 +205,7 @@ def write_report(results: dict, outdir) -> None:
            f"{cfg['repeats']} repeats, measured in one run with nothing else running.", "",
            f"## 1. Training throughput, batch {cfg['batch']} per model", "",
            f"`one`: one model; `ensemble`: {cfg['folds']} folds as one jitted step (on CPU the LSTM's in a "
-           f"lax.map loop, the convolutional families' unrolled; vmap on GPU: engine.over_models); `sequential`: {cfg['folds']} one-model steps called one after another (the three timed in turn); inference: the "
+           f"lax.map loop, the convolutional families' unrolled; vmap on GPU: engine.over_models); `sequential`: {cfg['folds']} one-model steps called one after another; inference: the "
            f"fold-averaged forward of {cfg['folds']} models, batch {4 * cfg['batch']}.", "",
            "| model | T | one | ensemble | sequential | ensemble / sequential | inference |",
            "|---|---|---|---|---|---|---|"]
