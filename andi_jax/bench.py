@@ -75,10 +75,10 @@ def one_and_sequential_steps(model_name: str, length: int, folds: int, batch: in
   return lambda: run([0]), lambda: run(range(folds))
 
 
-def onthefly_step(model_name: str, length: int, folds: int, batch: int, model_config=None):
+def onthefly_step(model_name: str, length: int, folds: int, batch: int):
   """As ensemble_step, with each step's batches simulated inside it (recipe at T=1000), fresh each call."""
   from andi_jax.train.onthefly import per_length_sampler
-  model, _ = build_model(model_name, model_config)
+  model, _ = build_model(model_name)
   ens = Ensemble(model, TrainConfig(batch_size=batch))
   state = ens.init(folds, length)
   step_fn = ens.sampled_step(per_length_sampler(1, batch, [length] * folds))
