@@ -81,7 +81,7 @@ def onthefly_step(model_name: str, length: int, folds: int, batch: int):
   model, _ = build_model(model_name)
   ens = Ensemble(model, TrainConfig(batch_size=batch))
   state = ens.init(folds, length)
-  step_fn = ens.sampled_step(per_length_sampler(1, batch, [length] * folds))
+  step_fn = ens.sampled_step(per_length_sampler(1, [length] * folds))
   keys = jax.random.split(jax.random.key(0), folds)
   calls = iter(range(1 << 30))
 

@@ -20,18 +20,18 @@ def _standardised(x, length):
 
 
 def test_per_length_sampler_gives_each_member_its_length():
-  sampler = per_length_sampler(1, 16, [10, 10, 25])
+  sampler = per_length_sampler(1, [10, 10, 25])
   assert sampler.widths == (25,) and sampler.padding_waste == pytest.approx(1 - 15 / 25)
-  sample = jax.jit(sampler.sample, static_argnums=1)
+  sample = jax.jit(sampler.sample, static_argnums=(1, 3))
   for member, n in enumerate([10, 10, 25]):
-    x, length, y = sample(jax.random.key(3), 25, member)
+    x, length, y = sample(jax.random.key(3), 25, member, 16)
     assert x.shape == (16, 25) and np.all(np.asarray(length) == n)
     _standardised(x, length)
     steps = np.asarray(y) * 20  # the grid is 0.05 apart
     assert np.allclose(steps, np.rint(steps), atol=1e-4) and np.all(np.isin(np.rint(steps), np.rint(GRID * 20)))
   # a prefix of the same simulated trajectories: member 0's rows are member 2's first 10 points, re-standardised
-  short, _, y0 = sample(jax.random.key(3), 25, 0)
-  full, _, y2 = sample(jax.random.key(3), 25, 2)
+  short, _, y0 = sample(jax.random.key(3), 25, 0, 16)
+  full, _, y2 = sample(jax.random.key(3), 25, 2, 16)
   head = np.asarray(full)[:, :10]
   head = (head - head.mean(1, keepdims=True)) / head.std(1, keepdims=True)
   np.testing.assert_allclose(np.asarray(short)[:, -10:], head, atol=2e-4)
@@ -39,11 +39,11 @@ def test_per_length_sampler_gives_each_member_its_length():
 
 
 def test_bucket_sampler_lengths_follow_the_recipe():
-  sampler = bucket_sampler(2, 64, (32, 128, 1024))
+  sampler = bucket_sampler(2, (32, 128, 1024))
   assert sampler.widths == (32, 128, 1024)
   np.testing.assert_allclose(sampler.weights, np.array([23, 96, 871]) / 990)  # 10..32, 33..128, 129..999
   for width, (lo, hi) in zip(sampler.widths, [(10, 32), (33, 128), (129, 999)]):
-    x, length, y = sampler.sample(jax.random.key(width), width, 0)
+    x, length, y = sampler.sample(jax.random.key(width), width, 0, 64)
     length = np.asarray(length)
     assert x.shape == (64, width) and lo <= length.min() and length.max() <= hi
     _standardised(x, length)
@@ -53,9 +53,9 @@ def test_bucket_sampler_lengths_follow_the_recipe():
 def test_fit_on_the_fly_learns_and_is_reproducible(tmp_path):
   model, _ = build_model("lstm", {"hidden": 16, "layers": 2, "dropout": 0.0, "outputs": 1})
   ens = Ensemble(model, TrainConfig(batch_size=64, max_epochs=3, steps_per_epoch=15, learning_rate=3e-3))
-  sampler = per_length_sampler(1, 64, [20, 20])
-  val_x, val_len, val_y = jax.jit(per_length_sampler(1, 256, [20]).sample, static_argnums=1)(
-      jax.random.key(99), 20, 0)
+  sampler = per_length_sampler(1, [20, 20])
+  val_x, val_len, val_y = jax.jit(per_length_sampler(1, [20]).sample, static_argnums=(1, 3))(
+      jax.random.key(99), 20, 0, 256)
   train_idx, val_idx = validation_only(256, 2)
   data = EnsembleData(x=np.asarray(val_x)[None], length=np.asarray(val_len)[None], y=np.asarray(val_y),
                       group=np.zeros(2, int), train_idx=train_idx, val_idx=val_idx)
@@ -69,6 +69,16 @@ def test_fit_on_the_fly_learns_and_is_reproducible(tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+def test_devices_draw_different_rows():
+  model, _ = build_model("lstm", {"hidden": 8, "layers": 1, "dropout": 0.0, "outputs": 1})
+  ens = Ensemble(model, TrainConfig(batch_size=64))
+  keys = jax.random.split(jax.random.key(5), 3)
+  x, length, y = jax.jit(ens.draw, static_argnums=(0, 2))(per_length_sampler(1, [12, 12, 12]), keys, 12)
+  assert x.shape == (3, 64, 12) and length.shape == y.shape == (3, 64)
+  rows = np.asarray(x).reshape(3 * 64, 12)
+  assert len(np.unique(rows, axis=0)) == 3 * 64  # no two devices or members repeat a trajectory
+
+
 def test_fit_on_the_fly_needs_steps_per_epoch(tmp_path):
   model, _ = build_model("lstm", {"hidden": 8, "layers": 1, "dropout": 0.0, "outputs": 1})
   ens = Ensemble(model, TrainConfig(batch_size=8))
@@ -76,4 +86,4 @@ def test_fit_on_the_fly_needs_steps_per_epoch(tmp_path):
                       y=np.zeros(8, np.float32), group=np.zeros(1, int), train_idx=np.zeros((1, 0), int),
                       val_idx=np.arange(8)[None])
   with pytest.raises(ValueError, match="steps_per_epoch"):
-    ens.fit(data, tmp_path, progress=False, onthefly=per_length_sampler(1, 8, [10]))
+    ens.fit(data, tmp_path, progress=False, onthefly=per_length_sampler(1, [10]))

@@ -60,7 +60,7 @@ def train_all_lengths(x_NxT: np.ndarray, length_N: np.ndarray, y_N: np.ndarray, 
   data = EnsembleData(x=x_NxT[None], length=length_N[None].astype(np.int32),
                       y=y_N.astype(np.float32 if task == 1 else np.int32), group=np.zeros(folds, int),
                       train_idx=train_idx, val_idx=val_idx, widths=tuple(w for w in widths if w <= x_NxT.shape[1]))
-  sampler = bucket_sampler(task, train_config.batch_size, data.widths) if onthefly else None
+  sampler = bucket_sampler(task, data.widths) if onthefly else None
   start = time.perf_counter()
   result = Ensemble(model, train_config).fit(data, os.path.join(outdir, "train"), progress=progress,
                                              time_budget=time_budget, desc=f"{model_name} task {task}",

@@ -15,22 +15,22 @@ def _target(batch, task: int):
   return batch.alpha if task == 1 else batch.model
 
 
-def per_length_sampler(task: int, batch: int, member_lengths) -> OnTheFly:
+def per_length_sampler(task: int, member_lengths) -> OnTheFly:
   """Member m of the ensemble trains on recipe trajectories of member_lengths[m] points, left-padded to
   the longest: one simulation per step at the longest length, each member's prefix re-standardised."""
   width = max(member_lengths)
   recipe, lengths = DeviceRecipe(length=width), jnp.asarray(member_lengths, jnp.int32)
 
-  def sample(key, w, member):
-    b = sample_recipe(key, batch, recipe)
-    length = jnp.full((batch,), lengths[member])
+  def sample(key, w, member, rows):
+    b = sample_recipe(key, rows, recipe)
+    length = jnp.full((rows,), lengths[member])
     # standardisation is affine, so standardising a standardised prefix equals standardising the raw one
     return crop_standardize(b.x[:, None], length, width)[:, 0], length, _target(b, task)
 
   return OnTheFly(sample, (width,), padding_waste=1 - float(np.mean(member_lengths)) / width)
 
 
-def bucket_sampler(task: int, batch: int, widths, min_length: int = 10, max_length: int = 999) -> OnTheFly:
+def bucket_sampler(task: int, widths, min_length: int = 10, max_length: int = 999) -> OnTheFly:
   """Lengths uniform in min_length..max_length cut into the `widths` buckets; each step fills one bucket,
   drawn with the bucket's share of the lengths, so the length law is the recipe's uniform one."""
   recipes, lo = {}, min_length
@@ -43,9 +43,9 @@ def bucket_sampler(task: int, batch: int, widths, min_length: int = 10, max_leng
   weights = spans / spans.sum()
   mean_length = sum(p * (r.length[0] + r.length[1]) / 2 for p, r in zip(weights, recipes.values()))
 
-  def sample(key, width, member):
+  def sample(key, width, member, rows):
     recipe = recipes[width]
-    b = sample_recipe(key, batch, recipe)
+    b = sample_recipe(key, rows, recipe)
     return jnp.pad(b.x, ((0, 0), (width - recipe.width, 0))), b.length, _target(b, task)
 
   return OnTheFly(sample, tuple(recipes), tuple(weights),

@@ -74,7 +74,7 @@ def train_lengths(x_NxT: np.ndarray, alpha_N: np.ndarray, lengths, outdir, *, fo
     data = EnsembleData(x=np.stack(xs), length=np.stack(ls), y=alpha_N.astype(np.float32),
                         group=np.repeat(np.arange(len(group)), folds),
                         train_idx=np.tile(train_idx, (len(group), 1)), val_idx=np.tile(val_idx, (len(group), 1)))
-    sampler = (per_length_sampler(1, train_config.batch_size, np.repeat(group, folds).tolist())
+    sampler = (per_length_sampler(1, np.repeat(group, folds).tolist())
                if onthefly else None)
     start = time.perf_counter()
     result = ensemble.fit(data, os.path.join(outdir, "train", f"group_{group[0]}-{group[-1]}"),
