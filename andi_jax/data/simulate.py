@@ -332,10 +332,11 @@ def sample_recipe(key, batch: int, recipe: DeviceRecipe) -> Batch:
   pool = [grid_increments(k, name, i, recipe.T, dim) for k, name, i in zip(
       jax.random.split(k_models, n_models), recipe.models, index.reshape(n_models, rows))]
   pick = jax.random.permutation(k_pick, n_models * rows)[:batch]
-  dx = normalize(jnp.concatenate([d for d, _ in pool])[pick])
+  # each pool normalised over all T, then only the kept prefix is gathered into the batch
+  dx = jnp.concatenate([normalize(d)[..., :W - 1] for d, _ in pool])[pick]
   alpha = jnp.concatenate([a for _, a in pool])[pick]
   model = jnp.repeat(jnp.asarray([MODELS.index(m) for m in recipe.models], jnp.int32), rows)[pick]
-  x = positions(dx[..., :W - 1])  # only the kept prefix: the normalisation already saw all T
+  x = positions(dx)
   sigma = jnp.asarray(recipe.noise_levels, jnp.float32)[level]
   normal = jax.random.normal(k_normal, (batch, dim * W + 1))
   x = (x + sigma[:, None, None] * normal[:, 1:].reshape(batch, dim, W)) * normal[:, :1, None]
