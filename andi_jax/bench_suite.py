@@ -69,8 +69,8 @@ def machine() -> str:
   cpu = platform.processor()
   if os.path.exists("/proc/cpuinfo"):
     # "AMD EPYC" names several generations: family, model and vector width tell the hosts apart
-    info = dict(l.split(":", 1) for l in open("/proc/cpuinfo").read().split("\n\n")[0].splitlines() if ":" in l)
-    info = {k.strip(): v.strip() for k, v in info.items()}
+    first_cpu = open("/proc/cpuinfo").read().split("\n\n")[0].splitlines()
+    info = {k.strip(): v.strip() for k, v in (l.split(":", 1) for l in first_cpu if ":" in l)}
     flags = info.get("flags", "").split()
     simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     cpu = f"{info.get('model name', cpu)} (family {info.get('cpu family')}, model {info.get('model')}, {simd})"
