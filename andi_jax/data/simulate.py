@@ -243,8 +243,10 @@ def fbm_core(alpha, T: int, noise: dict, sqrt_eigenvalues=None):
     sqrt_eigenvalues = fbm_sqrt_eigenvalues(alpha, T)
   hurst = alpha / 2
   scale = n ** -hurst
-  w = (z[:, 0::2] + 1j * z[:, 1::2]) * (scale * math.sqrt(2) * (m - 1))
-  w = w.at[:, 0].set(w[:, 0].real * math.sqrt(2)).at[:, -1].set(w[:, -1].real * math.sqrt(2))
+  # end bins real and scaled by sqrt 2 (irfft drops their imaginary parts): a constant mask, not two
+  # .at[].set on w, which took 35 % more time
+  ends = jnp.ones(m, z.dtype).at[jnp.array([0, m - 1])].set(math.sqrt(2))
+  w = jax.lax.complex(z[:, 0::2] * ends, z[:, 1::2]) * (scale * math.sqrt(2) * (m - 1))
   davies_harte = jnp.fft.irfft(sqrt_eigenvalues.astype(z.dtype) * w, axis=-1)[:, :n]
   # stochastic's H = 1/2 shortcut: iid normals from the same stream
   return jnp.where(hurst == 0.5, z[:, :n] * scale, davies_harte)
