@@ -312,6 +312,8 @@ def run(config: SuiteConfig, outdir, mode: str = "full", log=print, only: tuple[
     saved = {**json.loads(json.dumps(dataclasses.asdict(SuiteConfig()))), **results["config"]}
     if results["mode"] != mode or saved != json.loads(json.dumps(dataclasses.asdict(config))):
       raise ValueError(f"{path} holds a {results['mode']} run with another configuration: run the whole suite")
+    if results["machine"] != machine():
+      raise ValueError(f"{path} was measured on another machine ({results['machine']}): run the whole suite")
     results["config"] = dataclasses.asdict(config)
   else:
     results = {"machine": machine(), "commit": commit, "date": date, "mode": mode,

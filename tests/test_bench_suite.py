@@ -30,7 +30,7 @@ def test_suite_writes_every_section(tmp_path):
   assert [r["model"] for r in saved["generation"]] == ["sbm", "recipe"]
   assert results["mode"] == "quick"
 
-  # --only: one section re-measured into this results.json, the rest kept; a mismatched config refused
+  # --only: one section re-measured into this results.json, the rest kept; another config or machine refused
   again = bench_suite.run(TINY, tmp_path, mode="quick", log=lambda row: None, only=("scaling",))
   assert again["throughput"] == saved["throughput"] and list(again["remeasured"]) == ["scaling"]
   assert "Section scaling re-measured alone" in (tmp_path / "RESULTS.md").read_text()
@@ -42,5 +42,8 @@ def test_suite_writes_every_section(tmp_path):
   (tmp_path / "results.json").write_text(json.dumps(older))
   bench_suite.run(TINY, tmp_path, mode="quick", log=lambda row: None, only=("scaling",))
   assert "onthefly_families" in json.loads((tmp_path / "results.json").read_text())["config"]
+  (tmp_path / "results.json").write_text(json.dumps({**older, "machine": "another host"}))
+  with pytest.raises(ValueError, match="another machine"):
+    bench_suite.run(TINY, tmp_path, mode="quick", only=("scaling",))
   with pytest.raises(ValueError, match="unknown sections"):
     bench_suite.run(TINY, tmp_path, mode="quick", only=("speed",))
