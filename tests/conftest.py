@@ -1,7 +1,20 @@
+import atexit
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import pytest
 
-import andi_jax  # noqa: F401  (sets the host device count before JAX starts)
+# One XLA compilation cache for the session, shared by the xdist workers and the CLI subprocesses (they
+# inherit the environment): many tests compile the same programs from fresh closures. Set before JAX
+# starts, removed by the process that made it.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="andi-jax-xla-cache-")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
+import andi_jax  # noqa: E402, F401  (sets the host device count before JAX starts)
 
 
 def walks(n, length, alpha, seed=0):

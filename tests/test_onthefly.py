@@ -43,7 +43,7 @@ def test_bucket_sampler_lengths_follow_the_recipe():
   assert sampler.widths == (32, 128, 1024)
   np.testing.assert_allclose(sampler.weights, np.array([23, 96, 871]) / 990)  # 10..32, 33..128, 129..999
   for width, (lo, hi) in zip(sampler.widths, [(10, 32), (33, 128), (129, 999)]):
-    x, length, y = sampler.sample(jax.random.key(width), width, 0, 64)
+    x, length, y = jax.jit(sampler.sample, static_argnums=(1, 3))(jax.random.key(width), width, 0, 64)
     length = np.asarray(length)
     assert x.shape == (64, width) and lo <= length.min() and length.max() <= hi
     _standardised(x, length)
