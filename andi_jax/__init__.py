@@ -16,8 +16,6 @@ if "jax" not in sys.modules and "xla_force_host_platform_device_count" not in os
                              + " --xla_cpu_collective_call_terminate_timeout_seconds=3600"
                              + " --xla_cpu_collective_call_warn_stuck_timeout_seconds=600").strip()
 
-import jax  # noqa: E402  (after the flags above)
-
 
 def _unrolled_threefry_on_cpu():
   """Lower threefry on CPU as jax does elsewhere, its 20 rounds unrolled, instead of a loop of 5 trips.
@@ -27,7 +25,7 @@ def _unrolled_threefry_on_cpu():
   and the on-device generator (data/simulate.py) is mostly random draws. Stored-array training steps with
   dropout were unchanged. A jax without this private function keeps its own lowering.
   """
-  try:
+  try:  # jax starts here, after the flags above
     from jax._src.random.threefry2x32 import _threefry2x32_lowering
   except ImportError:
     return
