@@ -114,7 +114,7 @@ def torch_rows(config: SuiteConfig, log) -> list[dict]:
     x = bench._walks(4 * config.batch, T)
     y = np.random.default_rng(1).uniform(0.05, 2, len(x)).astype(np.float32)
     rows.append({"T": T, "train": bench_torch.train_throughput(x, y, config.batch, config.repeats),
-                 "infer": bench_torch.infer_throughput(x, 4 * config.batch, config.repeats)})
+                 "infer": bench_torch.infer_throughput(x, 4 * config.batch, config.repeats, config.folds)})
     log(rows[-1])
   return rows
 
@@ -223,7 +223,10 @@ def write_report(results: dict, outdir) -> None:
         f"T={T} {ct[T]['ensemble'] / lstm[T]['ensemble']:.1f}x" for T in sorted(lstm) if T in ct) + "."]
   lines += ["", "## 2. The seed's PyTorch LSTM, one model, same arrays", ""]
   if results.get("torch"):
-    lines += ["| T | PyTorch train | JAX ensemble train | JAX / PyTorch | PyTorch inference | JAX inference | JAX / PyTorch |",
+    lines += [f"Training: one PyTorch model (the seed trains its models one after another) against the JAX {cfg['folds']}-model "
+              f"ensemble, both in trajectories trained per second (the ensemble's summed over its models). Inference: the mean of {cfg['folds']} models' outputs on "
+              f"both sides. PyTorch runs with denormals flushed to zero, as XLA does (bench_torch._torch).", "",
+              "| T | PyTorch train | JAX ensemble train | JAX / PyTorch | PyTorch inference | JAX inference | JAX / PyTorch |",
               "|---|---|---|---|---|---|---|"]
     for r in results["torch"]:
       j = lstm[r["T"]]
