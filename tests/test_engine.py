@@ -3,6 +3,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from andi_jax.models import build_model
@@ -165,3 +166,27 @@ def test_map_unroll_and_vmap_ensembles_agree(toy_alpha_data):
   for other in results[1:]:
     for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(other)):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_step_on_sharded_rows_equals_whole_batch_step(toy_alpha_data):
+  # Without dropout, the devices' gradients on their own rows, averaged, must give each model the step
+  # that its whole batch gives it on one device.
+  x, y = toy_alpha_data
+  ens = _ensemble(model={**SMALL, "dropout": 0.0})
+  state = ens.init(2, 20)
+  x_MxB, length_MxB, y_MxB = ens._batch(_data(x, y, 2), np.stack([np.arange(128), np.arange(128, 256)]), 20)
+  keys = jax.random.split(jax.random.key(0), 2)
+  expected = []
+  for m in range(2):
+    params, opt_state = jax.tree.map(lambda a: np.asarray(a[m]), (state.params, state.opt_state))
+    x_B, length_B, y_B = (np.asarray(a[m]) for a in (x_MxB, length_MxB, y_MxB))
+    loss, grads = jax.value_and_grad(lambda p: jnp.mean(
+        (ens.model.apply({"params": p}, x_B, length_B, train=True, rngs={"dropout": keys[m]})[:, 0] - y_B) ** 2))(params)
+    updates, _ = ens.tx.update(grads, opt_state, params)
+    expected.append((loss, optax.apply_updates(params, updates)))
+  state, loss = ens.train_step(state, x_MxB, length_MxB, y_MxB, keys)
+  assert ens.mesh.size == jax.device_count()  # the rows are split over every device
+  for m, (loss_m, params_m) in enumerate(expected):
+    np.testing.assert_allclose(loss[m], loss_m, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(params_m)):
+      np.testing.assert_allclose(np.asarray(a[m]), b, rtol=1e-4, atol=1e-6)
