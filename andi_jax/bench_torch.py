@@ -45,36 +45,32 @@ def _model(seed: int):
   return SeedLSTM()
 
 
-def train_throughput(x_NxT: np.ndarray, y_N: np.ndarray, batch: int = 512, repeats: int = 10) -> float:
-  """Training trajectories per second of one model; median step time after two warm-up steps."""
+def train_step(x_NxT: np.ndarray, y_N: np.ndarray, batch: int = 512):
+  """One model's training step on the first `batch` rows, as a call (MSE, Adam 1e-3)."""
   torch = _torch()
   model = _model(0)
   opt = torch.optim.Adam(model.parameters(), lr=1e-3)
   x, y = torch.from_numpy(x_NxT[:batch]), torch.from_numpy(y_N[:batch])
-  times = []
-  for i in range(repeats + 2):
-    start = time.perf_counter()
+
+  def step():
     opt.zero_grad()
     torch.nn.functional.mse_loss(model(x), y).backward()
     opt.step()
-    if i >= 2:
-      times.append(time.perf_counter() - start)
-  return batch / float(np.median(times))
+
+  return step
 
 
-def infer_throughput(x_NxT: np.ndarray, batch: int = 2048, repeats: int = 10, folds: int = 5) -> float:
-  """Trajectories per second of the seed's prediction: the mean of its `folds` models' outputs."""
+def infer_call(x_NxT: np.ndarray, batch: int = 2048, folds: int = 5):
+  """The seed's prediction of the first `batch` rows, the mean of its `folds` models' outputs, as a call."""
   torch = _torch()
   models = [_model(seed).eval() for seed in range(folds)]
   x = torch.from_numpy(x_NxT[:batch])
-  times = []
-  with torch.no_grad():
-    for i in range(repeats + 1):
-      start = time.perf_counter()
+
+  def infer():
+    with torch.no_grad():
       torch.stack([model(x) for model in models]).mean(0)
-      if i >= 1:
-        times.append(time.perf_counter() - start)
-  return batch / float(np.median(times))
+
+  return infer
 
 
 def time_to_mae(x_train, y_train, x_val, y_val, target: float, max_epochs: int = 30, seed: int = 0,
