@@ -110,8 +110,8 @@ def onthefly_rows(config: SuiteConfig, log) -> list[dict]:
 
 def torch_rows(config: SuiteConfig, log) -> list[dict]:
   """The seed's PyTorch LSTM, one model, against the JAX LSTM ensemble on the same arrays: training steps
-  and fold-averaged inference, each pair timed in turn (bench.interleaved_seconds) so that the drift of a
-  shared machine weighs on both sides of a ratio alike."""
+  and fold-averaged inference, each pair timed in alternating blocks (bench.alternating_seconds) so that
+  the drift of a shared machine weighs on both sides of a ratio alike."""
   from andi_jax.infer import FoldForward
   model, _ = build_model("lstm")
   forward = FoldForward(model, classify=False)
@@ -121,9 +121,9 @@ def torch_rows(config: SuiteConfig, log) -> list[dict]:
     y = np.random.default_rng(1).uniform(0.05, 2, len(x)).astype(np.float32)
     params = Ensemble(model, TrainConfig(batch_size=config.batch)).init(config.folds, T).params
     lengths = np.full(len(x), T, np.int32)
-    train = bench.interleaved_seconds([bench_torch.train_step(x, y, config.batch),
+    train = bench.alternating_seconds([bench_torch.train_step(x, y, config.batch),
                                        bench.ensemble_step("lstm", T, config.folds, config.batch)], config.repeats)
-    infer = bench.interleaved_seconds([bench_torch.infer_call(x, len(x), config.folds),
+    infer = bench.alternating_seconds([bench_torch.infer_call(x, len(x), config.folds),
                                        lambda: forward(params, x, lengths)], config.repeats)
     rows.append({"T": T, "train": config.batch / train[0], "jax_train": config.folds * config.batch / train[1],
                  "infer": len(x) / infer[0], "jax_infer": len(x) / infer[1]})
@@ -237,7 +237,7 @@ def write_report(results: dict, outdir) -> None:
   if results.get("torch"):
     lines += [f"Training: one PyTorch model (the seed trains its models one after another) against the JAX {cfg['folds']}-model "
               f"ensemble, both in trajectories trained per second (the ensemble's summed over its models). Inference: the mean of {cfg['folds']} models' outputs on "
-              f"both sides. Each PyTorch figure is timed in turn with the JAX figure beside it. PyTorch runs with denormals "
+              f"both sides. Each PyTorch figure is timed in alternating blocks with the JAX figure beside it. PyTorch runs with denormals "
               f"flushed to zero, as XLA does (bench_torch._torch).", "",
               "| T | PyTorch train | JAX ensemble train | JAX / PyTorch | PyTorch inference | JAX inference | JAX / PyTorch |",
               "|---|---|---|---|---|---|---|"]
