@@ -9,30 +9,21 @@ from andi_jax.models import build_model
 from andi_jax.train.engine import Ensemble, TrainConfig
 
 
-def interleaved_seconds(fns, repeats: int) -> list[float]:
-  """Median seconds of each call, the calls taken in turn within every repeat, so that the drift of a
-  shared machine weighs on all of them alike. Each fn is compiled and warmed up first."""
+def interleaved_seconds(fns, repeats: int, calls_per_turn: int = 1) -> list[float]:
+  """Median seconds of each call, the fns taken in turn within every repeat, so that the drift of a
+  shared machine weighs on all of them alike. Each fn is compiled and warmed up first.
+
+  calls_per_turn > 1: each turn times that many calls of one fn after one untimed call. For calls into
+  different runtimes (PyTorch, XLA): taken call by call in turn, each runtime's idle thread pool slowed
+  the other (PyTorch's LSTM step at T=10: 16,000 against 30,700 trajectories/s alone, 2 cores)."""
   for fn in fns:
     jax.block_until_ready(fn())
   times = [[] for _ in fns]
   for _ in range(repeats):
     for fn, t in zip(fns, times):
-      start = time.perf_counter()
-      jax.block_until_ready(fn())
-      t.append(time.perf_counter() - start)
-  return [float(np.median(t)) for t in times]
-
-
-def alternating_seconds(fns, repeats: int, blocks: int = 3) -> list[float]:
-  """Median seconds of each call over `blocks` rounds, each round timing `repeats` calls of one fn, then
-  of the next, after one untimed call. For calls into different runtimes (PyTorch, XLA): taken call by
-  call in turn, each runtime's idle thread pool slowed the other (PyTorch's LSTM step at T=10: 16,000
-  against 30,700 trajectories/s alone, 2 cores)."""
-  times = [[] for _ in fns]
-  for _ in range(blocks):
-    for fn, t in zip(fns, times):
-      jax.block_until_ready(fn())
-      for _ in range(repeats):
+      if calls_per_turn > 1:
+        jax.block_until_ready(fn())
+      for _ in range(calls_per_turn):
         start = time.perf_counter()
         jax.block_until_ready(fn())
         t.append(time.perf_counter() - start)

@@ -110,7 +110,7 @@ def onthefly_rows(config: SuiteConfig, log) -> list[dict]:
 
 def torch_rows(config: SuiteConfig, log) -> list[dict]:
   """The seed's PyTorch LSTM, one model, against the JAX LSTM ensemble on the same arrays: training steps
-  and fold-averaged inference, each pair timed in alternating blocks (bench.alternating_seconds) so that
+  and fold-averaged inference, each pair timed in alternating blocks (bench.interleaved_seconds, calls_per_turn) so that
   the drift of a shared machine weighs on both sides of a ratio alike."""
   from andi_jax.infer import FoldForward
   model, _ = build_model("lstm")
@@ -121,10 +121,11 @@ def torch_rows(config: SuiteConfig, log) -> list[dict]:
     y = np.random.default_rng(1).uniform(0.05, 2, len(x)).astype(np.float32)
     params = Ensemble(model, TrainConfig(batch_size=config.batch)).init(config.folds, T).params
     lengths = np.full(len(x), T, np.int32)
-    train = bench.alternating_seconds([bench_torch.train_step(x, y, config.batch),
-                                       bench.ensemble_step("lstm", T, config.folds, config.batch)], config.repeats)
-    infer = bench.alternating_seconds([bench_torch.infer_call(x, len(x), config.folds),
-                                       lambda: forward(params, x, lengths)], config.repeats)
+    blocks = dict(repeats=3, calls_per_turn=config.repeats)
+    train = bench.interleaved_seconds([bench_torch.train_step(x, y, config.batch),
+                                       bench.ensemble_step("lstm", T, config.folds, config.batch)], **blocks)
+    infer = bench.interleaved_seconds([bench_torch.infer_call(x, len(x), config.folds),
+                                       lambda: forward(params, x, lengths)], **blocks)
     rows.append({"T": T, "train": config.batch / train[0], "jax_train": config.folds * config.batch / train[1],
                  "infer": len(x) / infer[0], "jax_infer": len(x) / infer[1]})
     log(rows[-1])

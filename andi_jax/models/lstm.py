@@ -169,7 +169,8 @@ def _backward(residuals, dh_BxH):
 
   # dz[l] is None where layer l did not run: a known zero, whose products are skipped (see _phases)
   def step(s, carry, on=tuple(range(layers))):
-    dcf, dz_next, dwo, du_G, db, dx_SxB = (list(v) if isinstance(v, (list, tuple)) else v for v in carry)
+    dcf, dz_next, dwo, du_G, db, dx_SxB = carry
+    dcf, dwo = list(dcf), list(dwo)
     dz = [None] * layers
     for l in on:
       # dh = [dz_l | dz_l+1] (iteration s + 1's) times layer l's outgoing weights, transposed
