@@ -105,7 +105,7 @@ def train_throughput(model_name: str, length: int, folds: int, batch: int, ensem
                      repeats: int = 10, model_config=None) -> float:
   """Training trajectories per second summed over the ensemble.
 
-  ensemble: "vmap", "map", "unroll" or "auto": the folds train as one ensemble step (engine.over_models);
+  ensemble: "vmap", "map" or "auto": the folds train as one ensemble step (engine.over_models);
   "sequential": folds one-model states stepped one after another, as the seed's loop does.
   """
   if ensemble == "sequential":
@@ -117,9 +117,9 @@ def train_throughput(model_name: str, length: int, folds: int, batch: int, ensem
 
 def train_rates(model_name: str, length: int, folds: int, batch: int, repeats: int = 10) -> dict:
   """Trajectories per second of one model, the `folds`-model ensemble and the same models one after
-  another, each timed in its own block. Taken in turn, the unrolled convolutional ensembles (CT at
-  T >= 500, ResNet at T >= 50) measured 2-4x slower than one model (2026-12-01, cause not found);
-  the LSTM's rows agreed either way."""
+  another, each timed in its own block. Taken in turn, the convolutional ensembles unrolled over their
+  models (until 2026-12-02) measured 2-4x slower than one model; their temporaries (669 MB at CT T=500)
+  were mapped afresh and page-faulted on every call (427K faults). The LSTM's rows agreed either way."""
   one, sequential = one_and_sequential_steps(model_name, length, folds, batch)
   seconds = [_median_seconds(f, repeats) for f in (one, ensemble_step(model_name, length, folds, batch), sequential)]
   return {name: float(n / s) for name, n, s in zip(("one", "ensemble", "sequential"),

@@ -221,8 +221,8 @@ def write_report(results: dict, outdir) -> None:
            "All rates are trajectories per second after compilation, synchronised, median of "
            f"{cfg['repeats']} repeats, measured in one run with nothing else running.", "",
            f"## 1. Training throughput, batch {cfg['batch']} per model", "",
-           f"`one`: one model; `ensemble`: {cfg['folds']} folds as one jitted step (on CPU the LSTM's in a "
-           f"lax.map loop, the convolutional families' unrolled; vmap on GPU: engine.over_models); `sequential`: {cfg['folds']} one-model steps called one after another; inference: the "
+           f"`one`: one model; `ensemble`: {cfg['folds']} folds as one jitted step (on CPU a lax.map loop "
+           f"over the models, vmap on GPU: engine.over_models); `sequential`: {cfg['folds']} one-model steps called one after another; inference: the "
            f"fold-averaged forward of {cfg['folds']} models, batch {4 * cfg['batch']}.", "",
            "| model | T | one | ensemble | sequential | ensemble / sequential | inference |",
            "|---|---|---|---|---|---|---|"]

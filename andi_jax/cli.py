@@ -230,8 +230,8 @@ def main(argv=None):
   p.add_argument("--length", type=int, default=100)
   p.add_argument("--folds", type=int, default=5)
   p.add_argument("--batch", type=int, default=512)
-  p.add_argument("--ensemble", default="auto", choices=("auto", "vmap", "map", "unroll", "sequential"),
-                 help="folds as one step (vmap, map, unroll; auto: the model's choice on CPU, vmap elsewhere) "
+  p.add_argument("--ensemble", default="auto", choices=("auto", "vmap", "map", "sequential"),
+                 help="folds as one step (vmap, map; auto: map on CPU, vmap elsewhere) "
                       "or one model at a time")
   p.set_defaults(func=cmd_benchmark)
 

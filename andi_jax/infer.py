@@ -50,7 +50,7 @@ class FoldForward:
       def apply(p):
         out = model.apply({"params": p}, x_BxT, length_B, train=False)
         return jax.nn.softmax(out) if classify else out[:, 0]
-      return over_models(cpu_mode=model.cpu_ensemble)(apply)(params_F).mean(0)  # average over folds
+      return over_models()(apply)(params_F).mean(0)  # average over folds
 
     self._forward = jax.jit(forward)
     # Rows sharded over the local devices, as in training (several host devices on a CPU).

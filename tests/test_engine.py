@@ -153,11 +153,11 @@ def test_bucketed_validation_equals_full_width():
     np.testing.assert_allclose(a, b, rtol=1e-5)
 
 
-def test_map_unroll_and_vmap_ensembles_agree(toy_alpha_data):
+def test_map_and_vmap_ensembles_agree(toy_alpha_data):
   x, y = toy_alpha_data
   data = _data(x, y, 2)
   results = []
-  for mode in ("map", "vmap", "unroll"):
+  for mode in ("map", "vmap"):
     ens = _ensemble(ensemble=mode)
     state = ens.init(2, 20)
     batch = ens._batch(data, np.stack([np.arange(128), np.arange(128, 256)]), 20)

@@ -76,9 +76,33 @@ class EncoderBlock(nn.Module):
     return h + nn.Dropout(cfg.dropout, deterministic=not train)(y)
 
 
+class WindowConv(nn.Module):
+  """nn.Conv's 1D convolution (same parameters, same result) as one matrix product over the windows, laid
+  side by side from `kernel` strided slices. Inside a loop's body (lax.map over the ensemble's models),
+  XLA's CPU backend runs a convolution's gradients as naive loops; matrix products it runs as library
+  calls. 5 models in lax.map, 2 cores, timed in turn: T=50 8,700-8,800 trajectories/s, T=500
+  3,000-3,100, against 7,300 and 1,860 for nn.Conv unrolled over the models (2026-12-02)."""
+
+  features: int
+  kernel: int
+  stride: int
+  padding: tuple[int, int]
+
+  @nn.compact
+  def __call__(self, h_BxSxC):
+    B, S, C = h_BxSxC.shape
+    w = self.param("kernel", nn.initializers.lecun_normal(), (self.kernel, C, self.features))
+    b = self.param("bias", nn.initializers.zeros, (self.features,))
+    lo, hi = self.padding
+    S_out = (S + lo + hi - self.kernel) // self.stride + 1
+    h = jnp.pad(h_BxSxC, ((0, 0), (lo, hi), (0, 0)))
+    last = self.stride * (S_out - 1) + 1
+    windows = jnp.concatenate([h[:, k:k + last:self.stride] for k in range(self.kernel)], -1)  # (B, S_out, K*C)
+    return windows @ w.reshape(-1, self.features) + b
+
+
 class ConvTransformer(nn.Module):
   config: ConvTransformerConfig
-  cpu_ensemble = "unroll"  # engine.over_models: XLA's CPU convolutions are slow inside a loop
 
   @nn.compact
   def __call__(self, x_BxT, length_B, train: bool = False):
@@ -90,10 +114,10 @@ class ConvTransformer(nn.Module):
     h = jnp.stack([x, inc], -1)
 
     n = length_B
-    for stride in cfg.strides:
+    for i, stride in enumerate(cfg.strides):
       # Explicit padding: the window grid starts at point 0 for every width (SAME would shift it).
       pad = ((cfg.kernel - 1) // 2, cfg.kernel // 2)
-      h = nn.gelu(nn.Conv(cfg.width, (cfg.kernel,), strides=(stride,), padding=(pad,))(h))
+      h = nn.gelu(WindowConv(cfg.width, cfg.kernel, stride, pad, name=f"Conv_{i}")(h))
       n = -(-n // stride)  # tokens whose window starts inside the row
       mask = jnp.arange(h.shape[1])[None] < n[:, None]
       h = h * mask[..., None]

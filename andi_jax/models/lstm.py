@@ -222,7 +222,6 @@ class LSTM(nn.Module):
   """Input: x (B, T) standardised 1D trajectories, left-padded; length (B,) real steps per row."""
 
   config: LSTMConfig
-  cpu_ensemble = "map"  # engine.over_models: its small recurrent products run fastest in a loop
 
   @nn.compact
   def __call__(self, x_BxT, length_B, *, train: bool):

@@ -1,7 +1,7 @@
 """The ensemble engine: many models of one architecture trained together by one jitted step.
 
-The per-model step is lifted over the model axis by jax.vmap (GPU) or, on a CPU, a loop or an unrolled
-sequence, whichever the model family runs faster (see over_models).
+The per-model step is lifted over the model axis by jax.vmap (GPU) or, on a CPU, a loop over the models
+(see over_models).
 
 Every leaf of the training state carries a leading model axis M. Each model has its own data split
 (fold), its own batches, its own dropout keys, its own reduce-on-plateau scale and its own early stop;
@@ -41,38 +41,29 @@ class TrainConfig:
   eval_batch_size: int = 4096
   checkpoint_every: int = 200  # steps between mid-epoch saves
   seed: int = 0
-  ensemble: str = "auto"  # how models share the step: "vmap", "map", "unroll" or "auto" (see over_models)
+  ensemble: str = "auto"  # how models share the step: "vmap", "map" or "auto" (see over_models)
 
   def __post_init__(self):
-    if self.ensemble not in ("auto", "vmap", "map", "unroll"):
-      raise ValueError(f"ensemble must be 'auto', 'vmap', 'map' or 'unroll', got {self.ensemble!r}")
+    if self.ensemble not in ("auto", "vmap", "map"):
+      raise ValueError(f"ensemble must be 'auto', 'vmap' or 'map', got {self.ensemble!r}")
     if self.task not in ("regression", "classification"):
       raise ValueError(f"task must be 'regression' or 'classification', got {self.task!r}")
 
 
-def over_models(mode: str = "auto", cpu_mode: str = "map"):
+def over_models(mode: str = "auto"):
   """Lifts a per-model function over the leading model axis, inside one compiled step.
 
   "vmap" batches the models' products into batched matrix products: what a GPU needs to fill up.
   "map" runs the models one after another inside the compiled step (lax.map, a loop): on XLA's CPU
   backend, batched products run slower than the same plain products in turn (benchmarks/RESULTS.md).
-  "unroll" writes the models out one after another (compilation grows with their number): XLA's CPU
-  convolutions run several times slower inside a loop's body. A Python loop, not lax.scan(unroll=True),
-  which still emits a loop for a single model.
-  "auto" picks `cpu_mode` on CPU (each model family names its own, see models/), "vmap" elsewhere.
+  The convolutional families convolve by matrix products on a CPU: XLA's CPU convolution gradients
+  run as naive loops inside a loop's body (models/conv_transformer.py).
+  "auto" picks "map" on CPU, "vmap" elsewhere.
   """
   if mode == "auto":
-    mode = cpu_mode if jax.default_backend() == "cpu" else "vmap"
+    mode = "map" if jax.default_backend() == "cpu" else "vmap"
   if mode == "vmap":
     return jax.vmap
-  if mode == "unroll":
-    def unrolled(f):
-      def lifted(*args):
-        models = jax.tree.leaves(args)[0].shape[0]
-        outs = [f(*jax.tree.map(lambda a: a[m], args)) for m in range(models)]
-        return jax.tree.map(lambda *o: jnp.stack(o), *outs)
-      return lifted
-    return unrolled
   return lambda f: lambda *args: jax.lax.map(lambda a: f(*a), args)
 
 
@@ -179,7 +170,7 @@ class Ensemble:
     self.mesh = Mesh(devices if config.batch_size % len(devices) == 0 else devices[:1], ("batch",))
     self.batch_sharding = NamedSharding(self.mesh, P(None, "batch"))
     self.replicated = NamedSharding(self.mesh, P())
-    self._over_models = over_models(config.ensemble, model.cpu_ensemble)
+    self._over_models = over_models(config.ensemble)
     self.train_step = jax.jit(self._train_step, donate_argnums=0)
     self.evaluate = jax.jit(self._over_models(self._eval_batch))
     self.end_epoch = jax.jit(self._end_epoch, donate_argnums=0)
