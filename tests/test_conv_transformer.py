@@ -1,13 +1,14 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import flax.linen as nn
 import pytest
 
 from andi_jax import infer
 from andi_jax.data.preprocess import left_pad, standardize
 from andi_jax.data.recipe import Recipe, generate
 from andi_jax.models import build_model
-from andi_jax.models.conv_transformer import _pool_words
+from andi_jax.models.conv_transformer import WindowConv, _pool_words
 from andi_jax.train.all_lengths import prepare, train_all_lengths
 from andi_jax.train.engine import TrainConfig
 
@@ -19,6 +20,19 @@ def model_params():
   model, _ = build_model("conv_transformer", SMALL)
   params = model.init(jax.random.key(0), jnp.zeros((1, 64)), jnp.array([64]))["params"]
   return model, params
+
+
+@pytest.mark.parametrize("length, channels, kernel, stride, padding", [
+    (50, 2, 5, 2, (2, 2)), (7, 64, 5, 2, (2, 2)), (1000, 2, 5, 1, (2, 2)), (11, 3, 4, 3, (1, 2))])
+def test_window_conv_is_flax_conv(length, channels, kernel, stride, padding):
+  # training's matrix product over windows and inference's convolution both reproduce nn.Conv
+  x = jax.random.normal(jax.random.key(1), (3, length, channels))
+  conv = nn.Conv(8, (kernel,), strides=(stride,), padding=(padding,))
+  params = conv.init(jax.random.key(0), x)
+  expected = conv.apply(params, x)
+  for train in (True, False):
+    np.testing.assert_allclose(WindowConv(8, kernel, stride, padding).apply(params, x, train), expected,
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_padding_and_batch_do_not_change_outputs(model_params):
