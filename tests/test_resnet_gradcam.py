@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 import json
 
 import jax
@@ -34,15 +35,17 @@ def resnet():
   return model, params
 
 
-def test_short_input_convolution_equals_full_kernel():
-  """6 points, 15 taps: the taps cut to those that can meet a point, as one product (im2col on a CPU)."""
-  h = jax.random.normal(jax.random.key(0), (3, 6, 4))
-  for stride_ in (1, 2):
+@pytest.mark.parametrize("points", [6, 40])
+def test_convolution_equals_full_kernel(points):
+  """6 points, 15 taps: the taps cut to those that can meet a point. In training (and on short inputs)
+  one product over the windows on a CPU, else XLA's convolution: all equal the full-kernel convolution."""
+  h = jax.random.normal(jax.random.key(0), (3, points, 4))
+  for stride_, train in itertools.product((1, 2), (True, False)):
     conv = _Conv(5, 15, stride_)
-    params = jax.jit(conv.init)(jax.random.key(1), h)
+    params = jax.jit(conv.init, static_argnums=2)(jax.random.key(1), h, train)
     want = jax.lax.conv_general_dilated(h, params["params"]["kernel"], (stride_,), ((7, 7),),
                                         dimension_numbers=("NWC", "WIO", "NWC"))
-    np.testing.assert_allclose(jax.jit(conv.apply)(params, h), want, atol=1e-5)
+    np.testing.assert_allclose(jax.jit(conv.apply, static_argnums=2)(params, h, train), want, atol=1e-5)
 
 
 def test_two_channel_resnet_ignores_padding_and_batch(resnet):

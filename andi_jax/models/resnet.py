@@ -74,12 +74,13 @@ class _Conv(nn.Module):
   torchvision's ResNet.
 
   Taps that can only ever meet the zero padding are cut off (deep stages of short rows); the result is
-  the same. On a CPU the convolution is one matrix product over its windows, laid side by side from
-  strided slices (im2col). XLA's CPU convolution slows by 5-50x on inputs shorter than twice the kernel
-  (forward and backward on 64 rows, 13 points, 15 taps, 64 -> 64 channels: 81 ms against 14 ms), and
-  inside a loop's body (lax.map over the ensemble's models) it runs its gradients as naive loops. 5 models
-  at T=100, 2 cores: 334-348 trajectories/s in lax.map against 262-278 for lax.conv unrolled over the
-  models; inference 268 against 183/s.
+  the same. On a CPU, in training and on inputs shorter than twice the kernel, the convolution is one
+  matrix product over its windows, laid side by side from strided slices (im2col). XLA's CPU convolution
+  slows by 5-50x on short inputs (forward and backward on 64 rows, 13 points, 15 taps, 64 -> 64
+  channels: 81 ms against 14 ms), and inside a loop's body (lax.map over the ensemble's models) it runs
+  its gradients as naive loops: 5 models at T=100, 2 cores, 334-348 trajectories/s in lax.map against
+  262-278 for lax.conv unrolled over the models. Inference on longer inputs keeps XLA's convolution:
+  the windows of a large batch of long rows take gigabytes (2,048 rows at T=1000: 2 GB in stage 1).
   """
 
   channels: int
@@ -87,13 +88,13 @@ class _Conv(nn.Module):
   stride: int
 
   @nn.compact
-  def __call__(self, h):
+  def __call__(self, h, train: bool):
     init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
     w = self.param("kernel", init, (self.kernel, h.shape[-1], self.channels))
     reach = min(self.kernel // 2, h.shape[1] - 1)  # farthest tap offset that can meet an input point
     w = w[self.kernel // 2 - reach:self.kernel // 2 + reach + 1]
     B, S, C = h.shape
-    if jax.default_backend() != "cpu":
+    if jax.default_backend() != "cpu" or (not train and S >= 2 * len(w)):
       return jax.lax.conv_general_dilated(h, w, (self.stride,), ((reach, reach),),
                                           dimension_numbers=("NWC", "WIO", "NWC"))
     S_out = -(-S // self.stride)
@@ -121,13 +122,13 @@ class BasicBlock(nn.Module):
   config: ResNetConfig
 
   @nn.compact
-  def __call__(self, h, n_B):
+  def __call__(self, h, n_B, train: bool):
     """h: the previous activation; n_B: this block's valid output positions per row."""
     cfg = self.config
-    y = _Norm(cfg.norm_groups)(_Conv(self.channels, cfg.kernel, self.stride)(h), n_B, relu=True)
-    y = _Norm(cfg.norm_groups)(_Conv(self.channels, cfg.kernel, 1)(y), n_B, relu=False)
+    y = _Norm(cfg.norm_groups)(_Conv(self.channels, cfg.kernel, self.stride)(h, train), n_B, relu=True)
+    y = _Norm(cfg.norm_groups)(_Conv(self.channels, cfg.kernel, 1)(y, train), n_B, relu=False)
     if self.stride != 1 or h.shape[-1] != self.channels:
-      h = _Norm(cfg.norm_groups)(_Conv(self.channels, 1, self.stride)(h), n_B, relu=False)
+      h = _Norm(cfg.norm_groups)(_Conv(self.channels, 1, self.stride)(h, train), n_B, relu=False)
     return jnp.where(_valid(y, n_B), nn.relu(y + h), 0.0)
 
 
@@ -138,10 +139,10 @@ class Stage(nn.Module):
   config: ResNetConfig
 
   @nn.compact
-  def __call__(self, h, n_B):
+  def __call__(self, h, n_B, train: bool):
     """n_B: the stage's valid output positions per row."""
     for b in range(self.blocks):
-      h = BasicBlock(self.channels, self.stride if b == 0 else 1, self.config)(h, n_B)
+      h = BasicBlock(self.channels, self.stride if b == 0 else 1, self.config)(h, n_B, train)
     return h
 
 
@@ -158,13 +159,13 @@ class ResNet(nn.Module):
       raise ValueError(f"input of shape {x.shape} for a ResNet of {cfg.channels} channel(s)")
     h = jnp.swapaxes(_front(x_BxCxT, length_B), 1, 2)  # (B, T, C)
     n = -(-length_B // 2)
-    h = _Norm(cfg.norm_groups)(_Conv(cfg.width, cfg.stem_kernel, 2)(h), n, relu=True)
+    h = _Norm(cfg.norm_groups)(_Conv(cfg.width, cfg.stem_kernel, 2)(h, train), n, relu=True)
     h = nn.max_pool(h, (3,), strides=(2,), padding=((1, 1),))  # past the end: zeros, below any valid max
     n = -(-n // 2)
     h = jnp.where(_valid(h, n), h, 0.0)
     for k, (blocks, name) in enumerate(zip(cfg.blocks, cfg.stages)):
       stride = 1 if k == 0 else 2
       n = -(-n // stride)  # outputs whose window is centred inside the row
-      h = Stage(cfg.width * 2**k, blocks, stride, cfg, name=name)(h, n)
+      h = Stage(cfg.width * 2**k, blocks, stride, cfg, name=name)(h, n, train)
     pooled = h.sum(1) / n[:, None]
     return nn.Dense(cfg.outputs)(pooled)
