@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from andi_jax.models.conv1d import conv1d
+
 
 @dataclasses.dataclass(frozen=True)
 class ConvTransformerConfig:
@@ -78,13 +80,10 @@ class EncoderBlock(nn.Module):
 
 
 class WindowConv(nn.Module):
-  """nn.Conv's 1D convolution (same parameters, same result). In training, one matrix product over the
-  windows, laid side by side from `kernel` strided slices: inside a loop's body (lax.map over the
-  ensemble's models), XLA's CPU backend runs a convolution's gradients as naive loops, while it runs
-  matrix products as library calls. 5 models in lax.map, 2 cores, timed in turn: T=50 8,700-8,800
-  trajectories/s, T=500 3,000-3,100, against 7,300 and 1,860 for nn.Conv unrolled over the models
-  (2026-12-02). Inference keeps XLA's convolution: the windows of a batch of 2,048 at T=1000 take 1.3 GB,
-  and the fold-averaged forward ran at 921 against 2,067/s with them."""
+  """nn.Conv's 1D convolution (same parameters, same result), by windows in training on a CPU (conv1d).
+  5 models in lax.map, 2 cores, timed in turn: T=50 8,700-8,800 trajectories/s, T=500 3,000-3,100,
+  against 7,300 and 1,860 for nn.Conv unrolled over the models (2026-12-02). Inference keeps XLA's
+  convolution: with windows the fold-averaged forward at T=1000 ran at 921 against 2,067/s."""
 
   features: int
   kernel: int
@@ -93,18 +92,9 @@ class WindowConv(nn.Module):
 
   @nn.compact
   def __call__(self, h_BxSxC, train: bool):
-    B, S, C = h_BxSxC.shape
-    w = self.param("kernel", nn.initializers.lecun_normal(), (self.kernel, C, self.features))
+    w = self.param("kernel", nn.initializers.lecun_normal(), (self.kernel, h_BxSxC.shape[-1], self.features))
     b = self.param("bias", nn.initializers.zeros, (self.features,))
-    if not train:
-      return jax.lax.conv_general_dilated(h_BxSxC, w, (self.stride,), (self.padding,),
-                                          dimension_numbers=("NWC", "WIO", "NWC")) + b
-    lo, hi = self.padding
-    S_out = (S + lo + hi - self.kernel) // self.stride + 1
-    h = jnp.pad(h_BxSxC, ((0, 0), (lo, hi), (0, 0)))
-    last = self.stride * (S_out - 1) + 1
-    windows = jnp.concatenate([h[:, k:k + last:self.stride] for k in range(self.kernel)], -1)  # (B, S_out, K*C)
-    return windows @ w.reshape(-1, self.features) + b
+    return conv1d(h_BxSxC, w, self.stride, self.padding, windows=train and jax.default_backend() == "cpu") + b
 
 
 class ConvTransformer(nn.Module):

@@ -35,6 +35,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from andi_jax.models.conv1d import conv1d
+
 
 @dataclasses.dataclass(frozen=True)
 class ResNetConfig:
@@ -93,15 +95,8 @@ class _Conv(nn.Module):
     w = self.param("kernel", init, (self.kernel, h.shape[-1], self.channels))
     reach = min(self.kernel // 2, h.shape[1] - 1)  # farthest tap offset that can meet an input point
     w = w[self.kernel // 2 - reach:self.kernel // 2 + reach + 1]
-    B, S, C = h.shape
-    if jax.default_backend() != "cpu" or (not train and S >= 2 * len(w)):
-      return jax.lax.conv_general_dilated(h, w, (self.stride,), ((reach, reach),),
-                                          dimension_numbers=("NWC", "WIO", "NWC"))
-    S_out = -(-S // self.stride)
-    padded = jnp.pad(h, ((0, 0), (reach, reach), (0, 0)))
-    last = self.stride * (S_out - 1) + 1
-    windows = jnp.concatenate([padded[:, k:k + last:self.stride] for k in range(len(w))], -1)  # (B, S_out, taps*C)
-    return windows @ w.reshape(-1, self.channels)
+    windows = jax.default_backend() == "cpu" and (train or h.shape[1] < 2 * len(w))
+    return conv1d(h, w, self.stride, (reach, reach), windows)
 
 
 class _Norm(nn.Module):
