@@ -82,20 +82,21 @@ def one_and_sequential_steps(model_name: str, length: int, folds: int, batch: in
   return lambda: run([0]), lambda: run(range(folds))
 
 
-def onthefly_step(model_name: str, length: int, folds: int, batch: int):
-  """As ensemble_step, with each step's batches simulated inside it (recipe at T=1000), fresh each call."""
+def onthefly_step(model_name: str, width: int, folds: int, batch: int, sampler=None):
+  """As ensemble_step, with each step's batches simulated inside it (recipe at T=1000), fresh each call:
+  every member at `width` points, or the `sampler`'s batches of that width."""
   from andi_jax.train.onthefly import per_length_sampler
   model, _ = build_model(model_name)
   ens = Ensemble(model, TrainConfig(batch_size=batch))
-  state = ens.init(folds, length)
-  step_fn = ens.sampled_step(per_length_sampler(1, [length] * folds))
+  state = ens.init(folds, width)
+  step_fn = ens.sampled_step(sampler or per_length_sampler(1, [width] * folds))
   keys = jax.random.split(jax.random.key(0), folds)
   calls = iter(range(1 << 30))
 
   def step():
     nonlocal state
     data_keys = jax.random.split(jax.random.key(next(calls)), folds)
-    state, loss = step_fn(state, data_keys, keys, width=length)
+    state, loss = step_fn(state, data_keys, keys, width=width)
     return loss
 
   return step
@@ -132,6 +133,24 @@ def stored_and_onthefly(model_name: str, length: int, folds: int, batch: int, re
   seconds = interleaved_seconds([ensemble_step(model_name, length, folds, batch),
                                  onthefly_step(model_name, length, folds, batch)], repeats)
   return folds * batch / seconds[0], folds * batch / seconds[1]
+
+
+def stored_and_onthefly_buckets(model_name: str, widths, folds: int, batch: int, repeats: int = 10) -> list[dict]:
+  """As stored_and_onthefly in all-lengths training (train/all_lengths.py): lengths 10..999 in buckets of
+  `widths`. Per bucket, its stored and on-the-fly steps timed in turn; last, the mix: each bucket's step
+  time weighted by the share of steps the bucket sampler gives it (its share of the lengths)."""
+  from andi_jax.train.onthefly import bucket_sampler
+  sampler = bucket_sampler(1, widths)
+  rows, lo = [], 10
+  for width in sampler.widths:
+    stored, onthefly = interleaved_seconds([ensemble_step(model_name, width, folds, batch),
+                                            onthefly_step(model_name, width, folds, batch, sampler)], repeats)
+    rows.append({"lengths": f"{lo}-{min(width, 999)}", "stored": stored, "onthefly": onthefly})
+    lo = width + 1
+  mix = {k: sum(p * r[k] for p, r in zip(sampler.weights, rows)) for k in ("stored", "onthefly")}
+  rows.append({"lengths": f"10-{min(width, 999)}, mix", **mix})
+  return [{**r, "stored": float(folds * batch / r["stored"]), "onthefly": float(folds * batch / r["onthefly"])}
+          for r in rows]
 
 
 def infer_throughput(model_name: str, length: int, folds: int, batch: int, repeats: int = 10,

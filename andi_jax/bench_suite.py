@@ -24,6 +24,7 @@ import numpy as np
 from andi_jax import bench, bench_torch
 from andi_jax.data.preprocess import standardize
 from andi_jax.models import REGISTRY, build_model
+from andi_jax.train.all_lengths import WIDTHS
 from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices
 
 
@@ -42,6 +43,8 @@ class SuiteConfig:
   generation_models: tuple[str, ...] = ("attm", "ctrw", "fbm", "lw", "sbm")
   onthefly_T: tuple[int, ...] = (10, 100, 500)  # training on batches generated inside the step, vs stored
   onthefly_families: tuple[str, ...] | None = None  # None: every family of `families`
+  onthefly_buckets: tuple[str, ...] = ("conv_transformer",)  # also measured as it trains: all lengths, bucketed
+  onthefly_widths: tuple[int, ...] = WIDTHS
   tta_n: int = 200_000  # recipe trajectories at T=100 for time-to-accuracy (80 % train, 20 % validation)
   tta_target: float = 0.30
   tta_max_epochs: int = 20
@@ -57,7 +60,7 @@ class SuiteConfig:
 # per trained length), the LSTM on the fly, a loose time-to-accuracy target, one model a side: 255 s.
 QUICK = SuiteConfig(lengths=(100,), families=("lstm", "conv_transformer"), repeats=3, ragged_n=500, ragged_max=30,
                     generation_T=(100,), generation_n=1_000, onthefly_T=(100,), onthefly_families=("lstm",),
-                    tta_n=10_000, tta_target=0.50, tta_max_epochs=4, tta_runs=("jax_one",), scaling_models=(1, 5))
+                    onthefly_buckets=(), tta_n=10_000, tta_target=0.50, tta_max_epochs=4, tta_runs=("jax_one",), scaling_models=(1, 5))
 # Every section at every T on 2 cores; time-to-accuracy at full size and target (MAE 0.30, 200,000
 # trajectories), one model a side.
 # ResNet-18 (kernels 15, widths to 512) costs ~2 GFLOP per trajectory forward at T=1000: ~2 min a step.
@@ -103,6 +106,12 @@ def onthefly_rows(config: SuiteConfig, log) -> list[dict]:
     for T in _lengths(config, family, config.onthefly_T):
       stored, onthefly = bench.stored_and_onthefly(family, T, config.folds, config.batch, config.repeats)
       row = {"family": family, "T": T, "stored": stored, "onthefly": onthefly}
+      rows.append(row)
+      log(row)
+  for family in config.onthefly_buckets:
+    for r in bench.stored_and_onthefly_buckets(family, config.onthefly_widths, config.folds, config.batch,
+                                               config.repeats):
+      row = {"family": family, "T": r["lengths"], "stored": r["stored"], "onthefly": r["onthefly"]}
       rows.append(row)
       log(row)
   return rows
@@ -260,6 +269,10 @@ def write_report(results: dict, outdir) -> None:
   if results.get("onthefly"):
     lines += ["", f"### Training on batches generated inside the step ({cfg['folds']}-model ensemble, recipe "
               "simulated at T=1000 each step; its steps timed in turn with steps on stored arrays)", "",
+              "A number in column T: every model at that length (per-length training, the LSTM's method). "
+              "A range: all-lengths training (`--lengths all`, the ConvTransformer's method), one bucket of "
+              "lengths per step, padded to its width; the mix weighs each bucket's step time by its share of "
+              "the steps (its share of the lengths 10-999).", "",
               "| model | T | stored arrays | on the fly | on the fly / stored |", "|---|---|---|---|---|"]
     for r in results["onthefly"]:
       lines.append(f"| {r['family']} | {r['T']} | {_fmt(r['stored'])} | {_fmt(r['onthefly'])} | "

@@ -9,7 +9,7 @@ from andi_jax import bench_suite, bench_torch
 
 TINY = bench_suite.SuiteConfig(lengths=(10,), families=("lstm",), folds=2, batch=32, repeats=1, ragged_n=30,
                                ragged_max=30, generation_T=(20,), generation_n=10, generation_models=("sbm",),
-                               onthefly_T=(10,),
+                               onthefly_T=(10,), onthefly_buckets=("lstm",), onthefly_widths=(16, 32),
                                tta_n=1_000, tta_target=5.0, tta_max_epochs=1, scaling_models=(1, 2, 10_000))
 
 
@@ -28,6 +28,8 @@ def test_suite_writes_every_section(tmp_path):
   assert ("torch" in saved) == bench_torch.available()
   assert ("| 10 |" in report.split("## 2.")[1].split("## 3.")[0]) == bench_torch.available()
   assert [r["model"] for r in saved["generation"]] == ["sbm", "recipe"]
+  assert [r["T"] for r in saved["onthefly"]] == [10, "10-16", "17-32", "10-32, mix"]
+  assert all(r["stored"] > 0 and r["onthefly"] > 0 for r in saved["onthefly"])
   assert results["mode"] == "quick"
 
   # --only: one section re-measured into this results.json, the rest kept; another config or machine refused
