@@ -38,6 +38,12 @@ def test_suite_writes_every_section(tmp_path):
   assert "Section scaling re-measured alone" in (tmp_path / "RESULTS.md").read_text()
   with pytest.raises(ValueError, match="another configuration"):
     bench_suite.run(dataclasses.replace(TINY, batch=64), tmp_path, mode="quick", only=("scaling",))
+  # a setting of the re-measured section alone may change; another section's may not
+  with pytest.raises(ValueError, match="another configuration"):
+    bench_suite.run(dataclasses.replace(TINY, tta_n=800), tmp_path, mode="quick", only=("scaling",))
+  bench_suite.run(dataclasses.replace(TINY, scaling_models=(1,)), tmp_path, mode="quick", log=lambda row: None,
+                  only=("scaling",))
+  assert [r["models"] for r in json.loads((tmp_path / "results.json").read_text())["scaling"]] == [1]
   # a results.json written before a SuiteConfig field existed ran with that field's default: accepted
   older = json.loads((tmp_path / "results.json").read_text())
   del older["config"]["onthefly_families"]
