@@ -60,7 +60,8 @@ class SuiteConfig:
 # per trained length), the LSTM on the fly, a loose time-to-accuracy target, one model a side: 255 s.
 QUICK = SuiteConfig(lengths=(100,), families=("lstm", "conv_transformer"), repeats=3, ragged_n=500, ragged_max=30,
                     generation_T=(100,), generation_n=1_000, onthefly_T=(100,), onthefly_families=("lstm",),
-                    onthefly_buckets=(), tta_n=10_000, tta_target=0.50, tta_max_epochs=4, tta_runs=("jax_one",), scaling_models=(1, 5))
+                    onthefly_buckets=(), tta_n=10_000, tta_target=0.50, tta_max_epochs=4, tta_runs=("jax_one",),
+                    scaling_models=(1, 5))
 # Every section at every T on 2 cores; time-to-accuracy at full size and target (MAE 0.30, 200,000
 # trajectories): one JAX model and the 5-fold ensemble, against one PyTorch model (five runs: 5x its time).
 # ResNet-18 (kernels 15, widths to 512) costs ~2 GFLOP per trajectory forward at T=1000: ~2 min a step.

@@ -220,7 +220,7 @@ def main(argv=None):
   p = sub.add_parser("benchmark", help="the whole suite (all), or one training or inference throughput")
   p.add_argument("what", choices=("all", "train", "infer"))
   p.add_argument("--mode", default="full", choices=("quick", "medium", "full"),
-                 help="all: quick (a few minutes), medium (every section and T, 33-43 minutes on 2-core AVX-512 hosts), full")
+                 help="all: quick (a few minutes), medium (every section and T, 110 minutes on a 2-core AVX-512 host, 60 of them the 5-fold time to accuracy), full")
   p.add_argument("--quick", action="store_true", help="all: the same as --mode quick")
   p.add_argument("--out", default="benchmarks", help="all: directory for RESULTS.md, results.json, results.png")
   p.add_argument("--only", nargs="+", default=(), metavar="SECTION",
