@@ -139,16 +139,15 @@ def stored_and_onthefly_buckets(model_name: str, widths, folds: int, batch: int,
   """As stored_and_onthefly in all-lengths training (train/all_lengths.py): lengths 10..999 in buckets of
   `widths`. Per bucket, its stored and on-the-fly steps timed in turn; last, the mix: each bucket's step
   time weighted by the share of steps the bucket sampler gives it (its share of the lengths)."""
-  from andi_jax.train.onthefly import bucket_sampler
-  sampler = bucket_sampler(1, widths)
-  rows, lo = [], 10
+  from andi_jax.train.onthefly import bucket_lengths, bucket_sampler
+  sampler, spans = bucket_sampler(1, widths), bucket_lengths(widths)
+  rows = []
   for width in sampler.widths:
     stored, onthefly = interleaved_seconds([ensemble_step(model_name, width, folds, batch),
                                             onthefly_step(model_name, width, folds, batch, sampler)], repeats)
-    rows.append({"lengths": f"{lo}-{min(width, 999)}", "stored": stored, "onthefly": onthefly})
-    lo = width + 1
+    rows.append({"lengths": "{}-{}".format(*spans[width]), "stored": stored, "onthefly": onthefly})
   mix = {k: sum(p * r[k] for p, r in zip(sampler.weights, rows)) for k in ("stored", "onthefly")}
-  rows.append({"lengths": f"10-{min(width, 999)}, mix", **mix})
+  rows.append({"lengths": f"{spans[sampler.widths[0]][0]}-{spans[sampler.widths[-1]][1]}, mix", **mix})
   return [{**r, "stored": float(folds * batch / r["stored"]), "onthefly": float(folds * batch / r["onthefly"])}
           for r in rows]
 

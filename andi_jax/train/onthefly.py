@@ -30,15 +30,21 @@ def per_length_sampler(task: int, member_lengths) -> OnTheFly:
   return OnTheFly(sample, (width,), padding_waste=1 - float(np.mean(member_lengths)) / width)
 
 
-def bucket_sampler(task: int, widths, min_length: int = 10, max_length: int = 999) -> OnTheFly:
-  """Lengths uniform in min_length..max_length cut into the `widths` buckets; each step fills one bucket,
-  drawn with the bucket's share of the lengths, so the length law is the recipe's uniform one."""
-  recipes, lo = {}, min_length
+def bucket_lengths(widths, min_length: int = 10, max_length: int = 999) -> dict[int, tuple[int, int]]:
+  """The lengths (lo, hi) that each bucket width holds: those up to the width and past the previous one."""
+  spans, lo = {}, min_length
   for w in widths:
     hi = min(w, max_length)
     if lo <= hi:
-      recipes[w] = DeviceRecipe(length=(lo, hi))
+      spans[w] = (lo, hi)
     lo = max(lo, w + 1)
+  return spans
+
+
+def bucket_sampler(task: int, widths, min_length: int = 10, max_length: int = 999) -> OnTheFly:
+  """Lengths uniform in min_length..max_length cut into the `widths` buckets; each step fills one bucket,
+  drawn with the bucket's share of the lengths, so the length law is the recipe's uniform one."""
+  recipes = {w: DeviceRecipe(length=span) for w, span in bucket_lengths(widths, min_length, max_length).items()}
   spans = np.array([r.length[1] - r.length[0] + 1 for r in recipes.values()], float)
   weights = spans / spans.sum()
   mean_length = sum(p * (r.length[0] + r.length[1]) / 2 for p, r in zip(weights, recipes.values()))
