@@ -25,7 +25,7 @@ from andi_jax import bench, bench_torch
 from andi_jax.data.preprocess import standardize
 from andi_jax.models import REGISTRY, build_model
 from andi_jax.train.all_lengths import WIDTHS
-from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices
+from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices, resolved_mode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,20 +199,35 @@ def time_to_accuracy(config: SuiteConfig, log) -> dict:
   return out
 
 
-def scaling_rows(config: SuiteConfig, throughput: list[dict], log) -> list[dict]:
+def scaling_rows(config: SuiteConfig, log) -> list[dict]:
+  """The LSTM ensemble's step at scaling_T against its number of models; beside it (torch installed) the
+  seed's loop, as many separate PyTorch models stepped one after another, the two timed in alternating
+  blocks. A row whose estimated memory exceeds memory_gb is skipped."""
+  T, batch = config.scaling_T, config.batch
+  model, _ = build_model("lstm")
+  n_params = sum(v.size for v in jax.tree.leaves(Ensemble(model, TrainConfig()).init(1, T).params))
+  x = bench._walks(batch, T)
+  y = np.random.default_rng(1).uniform(0.05, 2, batch).astype(np.float32)
+  torch = config.torch and bench_torch.available()
   rows = []
-  T = config.scaling_T
-  # 1 model and the folds' ensemble at scaling_T are section 1's measurements: not taken twice
-  measured = {1: "one", config.folds: "ensemble"}
-  section1 = next((r for r in throughput if r["family"] == "lstm" and r["T"] == T), {})
-  # The LSTM's backward keeps about 21 float32 (batch, T, 64) buffers per model.
   for m in config.scaling_models:
-    gb = m * config.batch * T * 64 * 4 * 21 / 1e9
+    # The LSTM's backward keeps about 21 float32 (batch, T, 64) buffers per model in flight: one model's
+    # where the ensemble loops over its models (engine.over_models' "map", CPU), every model's under vmap.
+    # Each model also holds its parameters, their gradient and Adam's two moments.
+    in_flight = m if resolved_mode() == "vmap" else 1
+    gb = (in_flight * batch * T * 64 * 21 + m * n_params * 4) * 4 / 1e9
     if gb > config.memory_gb:
       rows.append({"models": m, "skipped": f"needs about {gb:.0f} GB"})
-    else:
-      rate = section1.get(measured.get(m)) or bench.train_throughput("lstm", T, m, config.batch, repeats=config.repeats)
-      rows.append({"models": m, "per_s": rate, "step_seconds": m * config.batch / rate})
+      log(rows[-1])
+      continue
+    calls = [bench.ensemble_step("lstm", T, m, batch)] + ([bench_torch.train_step(x, y, batch, m)] if torch else [])
+    # short calls alternate in blocks, as in torch_rows; from m > folds models a call is long enough
+    # (25 steps and more) that switching runtimes costs little
+    blocks = dict(repeats=3, calls_per_turn=config.repeats) if m <= config.folds else dict(repeats=config.repeats)
+    seconds = bench.interleaved_seconds(calls, **blocks)
+    rows.append({"models": m, "per_s": m * batch / seconds[0], "step_seconds": seconds[0]})
+    if torch:
+      rows[-1].update(torch_per_s=m * batch / seconds[1], torch_step_seconds=seconds[1])
     log(rows[-1])
   return rows
 
@@ -292,10 +307,17 @@ def write_report(results: dict, outdir) -> None:
       lines[-1] += (f" Five PyTorch runs (5 x the measured one) / the JAX 5-fold ensemble: "
                     f"{5 * t / tta['jax_5fold']['seconds']:.2f}.")
   lines += ["", f"## 6. Ensemble scaling, LSTM, T={cfg['scaling_T']}", "",
-            "| models | trajectories/s | seconds per step |", "|---|---|---|"]
+            "JAX: one jitted step of an ensemble of this many models. PyTorch: the seed's loop, as many separate "
+            "models each taking one step in turn; the two timed in alternating blocks.", "",
+            "| models | JAX ensemble, trajectories/s | seconds per step | PyTorch loop, trajectories/s "
+            "| seconds per round | JAX / PyTorch |", "|---|---|---|---|---|---|"]
   for r in results["scaling"]:
-    lines.append(f"| {r['models']} | {r['skipped']} | - |" if "skipped" in r else
-                 f"| {r['models']} | {_fmt(r['per_s'])} | {r['step_seconds']:.3f} |")
+    if "skipped" in r:
+      lines.append(f"| {r['models']} | {r['skipped']} | - | - | - | - |")
+      continue
+    torch = (f"{_fmt(r['torch_per_s'])} | {r['torch_step_seconds']:.3f} | {r['per_s'] / r['torch_per_s']:.2f}"
+             if "torch_per_s" in r else "- | - | -")
+    lines.append(f"| {r['models']} | {_fmt(r['per_s'])} | {r['step_seconds']:.3f} | {torch} |")
   with open(os.path.join(outdir, "RESULTS.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
 
@@ -313,7 +335,12 @@ def plot(results: dict, outdir) -> None:
   a.set(xscale="log", yscale="log", xlabel="T", ylabel="training trajectories/s", title="Training throughput")
   a.legend()
   rows = [r for r in results["scaling"] if "per_s" in r]
-  b.plot([r["models"] for r in rows], [r["step_seconds"] for r in rows], "o-")
+  b.plot([r["models"] for r in rows], [r["step_seconds"] for r in rows], "o-", label="JAX ensemble")
+  looped = [r for r in rows if "torch_step_seconds" in r]
+  if looped:
+    b.plot([r["models"] for r in looped], [r["torch_step_seconds"] for r in looped], "k--",
+           label="PyTorch loop")
+  b.legend()
   b.set(xscale="log", yscale="log", xlabel="models in the ensemble", ylabel="seconds per step",
         title=f"LSTM ensemble, T={results['config']['scaling_T']}")
   fig.tight_layout()
@@ -380,7 +407,7 @@ def run(config: SuiteConfig, outdir, mode: str = "full", log=print, only: tuple[
   if config.onthefly_T:
     section("onthefly", lambda: onthefly_rows(config, log))
   section("time_to_accuracy", lambda: time_to_accuracy(config, log))
-  section("scaling", lambda: scaling_rows(config, results["throughput"], log))
+  section("scaling", lambda: scaling_rows(config, log))
   if not only:
     results["seconds"] = time.perf_counter() - start
   with open(path, "w") as f:

@@ -45,17 +45,19 @@ def _model(seed: int):
   return SeedLSTM()
 
 
-def train_step(x_NxT: np.ndarray, y_N: np.ndarray, batch: int = 512):
-  """One model's training step on the first `batch` rows, as a call (MSE, Adam 1e-3)."""
+def train_step(x_NxT: np.ndarray, y_N: np.ndarray, batch: int = 512, models: int = 1):
+  """One training step on the first `batch` rows (MSE, Adam 1e-3) of each of `models` separate models,
+  one after another (the seed's loop), as a call."""
   torch = _torch()
-  model = _model(0)
-  opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+  trained = [_model(seed) for seed in range(models)]
+  opts = [torch.optim.Adam(model.parameters(), lr=1e-3) for model in trained]
   x, y = torch.from_numpy(x_NxT[:batch]), torch.from_numpy(y_N[:batch])
 
   def step():
-    opt.zero_grad()
-    torch.nn.functional.mse_loss(model(x), y).backward()
-    opt.step()
+    for model, opt in zip(trained, opts):
+      opt.zero_grad()
+      torch.nn.functional.mse_loss(model(x), y).backward()
+      opt.step()
 
   return step
 

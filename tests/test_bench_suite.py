@@ -10,7 +10,7 @@ from andi_jax import bench_suite, bench_torch
 TINY = bench_suite.SuiteConfig(lengths=(10,), families=("lstm",), folds=2, batch=32, repeats=1, ragged_n=30,
                                ragged_max=30, generation_T=(20,), generation_n=10, generation_models=("sbm",),
                                onthefly_T=(10,), onthefly_buckets=("lstm",), onthefly_widths=(16, 32),
-                               tta_n=1_000, tta_target=5.0, tta_max_epochs=1, scaling_models=(1, 2, 10_000))
+                               tta_n=1_000, tta_target=5.0, tta_max_epochs=1, scaling_models=(1, 2, 100_000))
 
 
 def test_suite_writes_every_section(tmp_path):
@@ -24,7 +24,8 @@ def test_suite_writes_every_section(tmp_path):
   assert [(r["family"], r["T"]) for r in saved["throughput"]] == [("lstm", 10)]
   assert all(r["one"] > 0 and r["ensemble"] > 0 and r["sequential"] > 0 for r in saved["throughput"])
   assert saved["time_to_accuracy"]["jax_5fold"]["reached"]  # a target of 5.0 is met after one epoch
-  assert saved["scaling"][-1]["skipped"].startswith("needs about")  # 10,000 models exceed the memory bound
+  assert saved["scaling"][-1]["skipped"].startswith("needs about")  # 100,000 models' states exceed the bound
+  assert all(("torch_per_s" in r) == bench_torch.available() for r in saved["scaling"][:2])
   assert ("torch" in saved) == bench_torch.available()
   assert ("| 10 |" in report.split("## 2.")[1].split("## 3.")[0]) == bench_torch.available()
   assert [r["model"] for r in saved["generation"]] == ["sbm", "recipe"]

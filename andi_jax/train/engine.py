@@ -50,6 +50,13 @@ class TrainConfig:
       raise ValueError(f"task must be 'regression' or 'classification', got {self.task!r}")
 
 
+def resolved_mode(mode: str = "auto") -> str:
+  """"map" or "vmap": what over_models(mode) does on this backend."""
+  if mode == "auto":
+    return "map" if jax.default_backend() == "cpu" else "vmap"
+  return mode
+
+
 def over_models(mode: str = "auto"):
   """Lifts a per-model function over the leading model axis, inside one compiled step.
 
@@ -58,11 +65,9 @@ def over_models(mode: str = "auto"):
   backend, batched products run slower than the same plain products in turn (benchmarks/RESULTS.md).
   The convolutional families convolve by matrix products on a CPU: XLA's CPU convolution gradients
   run as naive loops inside a loop's body (models/conv_transformer.py).
-  "auto" picks "map" on CPU, "vmap" elsewhere.
+  "auto" picks "map" on CPU, "vmap" elsewhere (resolved_mode).
   """
-  if mode == "auto":
-    mode = "map" if jax.default_backend() == "cpu" else "vmap"
-  if mode == "vmap":
+  if resolved_mode(mode) == "vmap":
     return jax.vmap
   return lambda f: lambda *args: jax.lax.map(lambda a: f(*a), args)
 
