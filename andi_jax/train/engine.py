@@ -51,7 +51,7 @@ class TrainConfig:
 
 
 def resolved_mode(mode: str = "auto") -> str:
-  """"map" or "vmap": what over_models(mode) does on this backend."""
+  """What over_models(mode) does on this backend: "map" or "vmap"."""
   if mode == "auto":
     return "map" if jax.default_backend() == "cpu" else "vmap"
   return mode
