@@ -39,6 +39,11 @@ def _walks(n, length, seed=0):
   return ((x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)).astype(np.float32)
 
 
+def walks_and_alphas(n, length):
+  """n standardised random walks and n alpha targets in the challenge's range: arrays to time steps on."""
+  return _walks(n, length), np.random.default_rng(1).uniform(0.05, 2, n).astype(np.float32)
+
+
 def _batch_arrays(ens: Ensemble, n_models: int, batch: int, length: int):
   x = np.broadcast_to(_walks(batch, length), (n_models, batch, length))
   return jax.device_put((x, np.full((n_models, batch), length, np.int32),

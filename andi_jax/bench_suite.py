@@ -127,8 +127,7 @@ def torch_rows(config: SuiteConfig, log) -> list[dict]:
   forward = FoldForward(model, classify=False)
   rows = []
   for T in config.lengths:
-    x = bench._walks(4 * config.batch, T)
-    y = np.random.default_rng(1).uniform(0.05, 2, len(x)).astype(np.float32)
+    x, y = bench.walks_and_alphas(4 * config.batch, T)
     params = Ensemble(model, TrainConfig(batch_size=config.batch)).init(config.folds, T).params
     lengths = np.full(len(x), T, np.int32)
     blocks = dict(repeats=3, calls_per_turn=config.repeats)
@@ -206,8 +205,7 @@ def scaling_rows(config: SuiteConfig, log) -> list[dict]:
   T, batch = config.scaling_T, config.batch
   model, _ = build_model("lstm")
   n_params = sum(v.size for v in jax.tree.leaves(Ensemble(model, TrainConfig()).init(1, T).params))
-  x = bench._walks(batch, T)
-  y = np.random.default_rng(1).uniform(0.05, 2, batch).astype(np.float32)
+  x, y = bench.walks_and_alphas(batch, T)
   torch = config.torch and bench_torch.available()
   rows = []
   for m in config.scaling_models:
