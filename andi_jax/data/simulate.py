@@ -158,14 +158,19 @@ def lw_core(alpha, T: int, noise: dict):
   tau = power(noise["v"], -1 / sigma)
   ends = cumsum(jnp.where(tau > T, T + 1, jnp.floor(tau)).astype(jnp.int32))
   speed = 10 * noise["u_speed"]
-  if "direction" in noise:
-    velocity = _on_sphere(speed, noise["direction"])
-  else:
-    velocity = (speed * (2 * noise["sign"] - 1).astype(speed.dtype))[None]
-    if "angle" in noise:
-      velocity = velocity * jnp.stack([jnp.cos(noise["angle"]), jnp.sin(noise["angle"])])
   # steps 2..T (andi subtracts the first step) ride flights #{k : ends_k < step}
-  return velocity[:, _owner(ends, T)[1:]]
+  if "direction" in noise or "angle" in noise:
+    if "direction" in noise:
+      velocity = _on_sphere(speed, noise["direction"])
+    else:  # 2D
+      velocity = speed * (2 * noise["sign"] - 1).astype(speed.dtype)
+      velocity = velocity * jnp.stack([jnp.cos(noise["angle"]), jnp.sin(noise["angle"])])
+    return velocity[:, _owner(ends, T)[1:]]
+  # 1D: the sign changes scattered at the flights' ends and summed (exact: integers), instead of a gather
+  # of each step's flight, a scalar loop on CPU (recipe draw at T=10, 5 x 512 rows, 2 cores: 16.8 -> 16.2 ms)
+  sign = noise["sign"]
+  flips = jnp.zeros(T, jnp.int32).at[ends[:-1]].add(sign[1:] - sign[:-1], mode="drop")
+  return (speed * (2 * (sign[0] + cumsum(flips)[1:]) - 1).astype(speed.dtype))[None]
 
 
 # --- ATTM -------------------------------------------------------------------------------------
