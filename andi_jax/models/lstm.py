@@ -78,12 +78,11 @@ def _started(s, layer):
 
 
 def _times(parts, w, split):
-  """[x_0 | x_1] @ w (x_1 optional), w's rows split at `split`; a part that is None is a known zero and
-  skipped. None if all are."""
-  kept = [(x, rows) for x, rows in zip(parts, (slice(None, split), slice(split, None))) if x is not None]
-  if len(kept) < len(parts):
-    return kept[0][0] @ w[kept[0][1]] if kept else None
-  return jnp.concatenate(parts, -1) @ w
+  """[x_0 | x_1] @ w (x_1 optional), w's rows split at `split`, as one product per part: concatenating
+  the parts first cost 4-6 % of the training step (T=10 and 100, 2 cores). A part that is None is a
+  known zero and skipped; None if all are."""
+  terms = [x @ w[rows] for x, rows in zip(parts, (slice(None, split), slice(split, None))) if x is not None]
+  return sum(terms[1:], terms[0]) if terms else None
 
 
 def _forward(params, x_BxS, start_B, steps):
@@ -188,8 +187,8 @@ def _backward(residuals, dh_BxH):
       if not kept or not _started(s, l):
         continue
       hT = _at(bufs[l][0], s)
-      if len(kept) == len(dz[l:l + 2]):
-        dwo[l] = dwo[l] + hT @ jnp.concatenate(dz[l:l + 2], -1)
+      if len(kept) == len(dz[l:l + 2]):  # products per part, as in _times
+        dwo[l] = dwo[l] + jnp.concatenate([hT @ p for p, _ in kept], -1)
       else:
         dwo[l] = dwo[l].at[:, kept[0][1]].add(hT @ kept[0][0])
     if dz[0] is not None:
