@@ -88,13 +88,12 @@ def one_and_sequential_steps(model_name: str, length: int, folds: int, batch: in
 
 
 def onthefly_step(model_name: str, width: int, folds: int, batch: int, sampler=None):
-  """As ensemble_step, with each step's batches simulated inside it (recipe at T=1000), fresh each call:
-  every member at `width` points, or the `sampler`'s batches of that width."""
-  from andi_jax.train.onthefly import per_length_sampler
+  """As ensemble_step, with each step's batches of `width` simulated inside it by `sampler` (recipe at
+  T=1000), fresh each call."""
   model, _ = build_model(model_name)
   ens = Ensemble(model, TrainConfig(batch_size=batch))
   state = ens.init(folds, width)
-  step_fn = ens.sampled_step(sampler or per_length_sampler(1, [width] * folds))
+  step_fn = ens.sampled_step(sampler)
   keys = jax.random.split(jax.random.key(0), folds)
   calls = iter(range(1 << 30))
 
@@ -132,29 +131,33 @@ def train_rates(model_name: str, length: int, folds: int, batch: int, repeats: i
                                                      (batch, folds * batch, folds * batch), seconds)}
 
 
-def stored_and_onthefly(model_name: str, length: int, folds: int, batch: int, repeats: int = 10) -> tuple[float, float]:
+ONTHEFLY = ("stored", "onthefly", "onthefly_shared")  # the steps stored_and_onthefly times, in turn
+
+
+def stored_and_onthefly(model_name: str, length: int, folds: int, batch: int, repeats: int = 10) -> dict:
   """Ensemble training trajectories per second on stored arrays and on batches simulated in the step,
-  timed in turn."""
-  seconds = interleaved_seconds([ensemble_step(model_name, length, folds, batch),
-                                 onthefly_step(model_name, length, folds, batch)], repeats)
-  return folds * batch / seconds[0], folds * batch / seconds[1]
+  a data stream per member ("onthefly") or one shared by all ("onthefly_shared"), timed in turn."""
+  from andi_jax.train.onthefly import per_length_sampler
+  steps = [ensemble_step(model_name, length, folds, batch)]
+  steps += [onthefly_step(model_name, length, folds, batch, per_length_sampler(1, [length] * folds, streams=n))
+            for n in (None, 1)]
+  return {k: float(folds * batch / s) for k, s in zip(ONTHEFLY, interleaved_seconds(steps, repeats))}
 
 
 def stored_and_onthefly_buckets(model_name: str, widths, folds: int, batch: int, repeats: int = 10) -> list[dict]:
   """As stored_and_onthefly in all-lengths training (train/all_lengths.py): lengths 10..999 in buckets of
-  `widths`. Per bucket, its stored and on-the-fly steps timed in turn; last, the mix: each bucket's step
-  time weighted by the share of steps the bucket sampler gives it (its share of the lengths)."""
+  `widths`. Per bucket, its three steps timed in turn; last, the mix: each bucket's step time weighted
+  by the share of steps the bucket sampler gives it (its share of the lengths)."""
   from andi_jax.train.onthefly import bucket_lengths, bucket_sampler
-  sampler, spans = bucket_sampler(1, widths), bucket_lengths(widths)
+  samplers, spans = [bucket_sampler(1, widths, streams=n) for n in (None, 1)], bucket_lengths(widths)
   rows = []
-  for width in sampler.widths:
-    stored, onthefly = interleaved_seconds([ensemble_step(model_name, width, folds, batch),
-                                            onthefly_step(model_name, width, folds, batch, sampler)], repeats)
-    rows.append({"lengths": "{}-{}".format(*spans[width]), "stored": stored, "onthefly": onthefly})
-  mix = {k: sum(p * r[k] for p, r in zip(sampler.weights, rows)) for k in ("stored", "onthefly")}
-  rows.append({"lengths": f"{spans[sampler.widths[0]][0]}-{spans[sampler.widths[-1]][1]}, mix", **mix})
-  return [{**r, "stored": float(folds * batch / r["stored"]), "onthefly": float(folds * batch / r["onthefly"])}
-          for r in rows]
+  for width in samplers[0].widths:
+    steps = [ensemble_step(model_name, width, folds, batch)]
+    steps += [onthefly_step(model_name, width, folds, batch, sampler) for sampler in samplers]
+    rows.append({"lengths": "{}-{}".format(*spans[width]), **dict(zip(ONTHEFLY, interleaved_seconds(steps, repeats)))})
+  mix = {k: sum(p * r[k] for p, r in zip(samplers[0].weights, rows)) for k in ONTHEFLY}
+  rows.append({"lengths": f"{spans[samplers[0].widths[0]][0]}-{spans[samplers[0].widths[-1]][1]}, mix", **mix})
+  return [{**r, **{k: float(folds * batch / r[k]) for k in ONTHEFLY}} for r in rows]
 
 
 def infer_throughput(model_name: str, length: int, folds: int, batch: int, repeats: int = 10,

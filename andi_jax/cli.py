@@ -30,6 +30,8 @@ def cmd_train(args):
   from andi_jax.data.recipe import Recipe, generate
   from andi_jax.train.engine import TrainConfig
   onthefly = args.data == "onthefly"
+  if args.streams is not None and (not onthefly or args.streams < 1 or args.folds % args.streams):
+    sys.exit(f"error: --streams {args.streams} needs --data onthefly and must divide --folds ({args.folds})")
   steps_per_epoch = args.steps_per_epoch or (200 if onthefly else None)  # on the fly an epoch is a choice
   config = TrainConfig(task="regression" if args.task == 1 else "classification", batch_size=args.batch,
                        max_epochs=args.epochs, seed=args.seed, checkpoint_every=args.checkpoint_every,
@@ -40,7 +42,7 @@ def cmd_train(args):
     x, length = prepare([t[0] for t in ds.trajectories()])
     out = train_all_lengths(x, length, ds.alpha if args.task == 1 else ds.model, args.checkpoint,
                             task=args.task, model_name=args.model, folds=args.folds, train_config=config,
-                            time_budget=args.time_budget, onthefly=onthefly)
+                            time_budget=args.time_budget, onthefly=onthefly, streams=args.streams)
     name = "MAE" if args.task == 1 else "error rate"
     print(f"validation {name} per fold {np.round(out['val_metric'], 4).tolist()} after {out['epochs']} "
           f"epochs (padding waste {out['padding_waste']:.0%})")
@@ -52,7 +54,7 @@ def cmd_train(args):
   ds = generate(Recipe(n=args.n, dim=1, seed=args.seed, keep=max(lengths)), workers=args.workers,
                 cache_dir=args.cache)
   rows = train_lengths(ds.x[:, 0], ds.alpha, lengths, args.checkpoint, folds=args.folds, train_config=config,
-                       time_budget=args.time_budget, onthefly=onthefly)
+                       time_budget=args.time_budget, onthefly=onthefly, streams=args.streams)
   for r in rows:
     print(f"length {r['length']:4d}: validation MAE {r['val_mae']:.4f} after {r['epochs']} epochs "
           f"(group {r['group']}, padding waste {r['padding_waste']:.0%})")
@@ -188,6 +190,10 @@ def main(argv=None):
   p.add_argument("--data", default="stored", choices=("stored", "onthefly"),
                  help="onthefly: training batches simulated inside the jitted step (JAX generators); "
                       "the --n generated trajectories then only validate")
+  p.add_argument("--streams", type=int, default=None,
+                 help="on the fly: independent data streams, dividing --folds (default: one per fold; the "
+                      "lengths trained together share them); 1: the folds train on the same fresh "
+                      "trajectories, one simulation a step for all")
   p.add_argument("--steps-per-epoch", type=int, default=None,
                  help="steps between validations (default: one pass over the data; 200 on the fly)")
   p.add_argument("--checkpoint", required=True, help="output directory (resumed if it holds a run)")

@@ -30,7 +30,7 @@ def test_suite_writes_every_section(tmp_path):
   assert ("| 10 |" in report.split("## 2.")[1].split("## 3.")[0]) == bench_torch.available()
   assert [r["model"] for r in saved["generation"]] == ["sbm", "recipe"]
   assert [r["T"] for r in saved["onthefly"]] == [10, "10-16", "17-32", "10-32, mix"]
-  assert all(r["stored"] > 0 and r["onthefly"] > 0 for r in saved["onthefly"])
+  assert all(r["stored"] > 0 and r["onthefly"] > 0 and r["onthefly_shared"] > 0 for r in saved["onthefly"])
   assert results["mode"] == "quick"
 
   # --only: one section re-measured into this results.json, the rest kept; another config or machine refused

@@ -61,3 +61,10 @@ def test_predict_reports_bad_input_with_file_and_line(tmp_path):
   assert result.returncode != 0
   assert "task1.txt" in result.stderr and "line 2" in result.stderr
   assert pred.read_text() == "keep me\n"
+
+
+def test_train_refuses_streams_that_do_not_divide_the_folds(tmp_path):
+  result = subprocess.run(CLI + ["train", "--data", "onthefly", "--folds", "5", "--streams", "2",
+                                 "--checkpoint", str(tmp_path)], capture_output=True, text=True)
+  assert result.returncode != 0 and "--streams 2" in result.stderr and "--folds (5)" in result.stderr
+  assert not any(tmp_path.iterdir())  # refused before anything was generated or written

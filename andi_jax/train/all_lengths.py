@@ -39,13 +39,14 @@ def params_dir(outdir) -> str:
 def train_all_lengths(x_NxT: np.ndarray, length_N: np.ndarray, y_N: np.ndarray, outdir, *, task: int,
                       model_name: str = "conv_transformer", model_config=None, folds: int = 5,
                       train_config: TrainConfig = TrainConfig(), widths=WIDTHS, progress: bool = True,
-                      time_budget: float | None = None, onthefly: bool = False) -> dict:
+                      time_budget: float | None = None, onthefly: bool = False, streams: int | None = None) -> dict:
   """Trains `folds` models on prepared rows (see `prepare`) and exports the best epoch of each.
 
   task 1: y is alpha (regression); task 2: y is the model label (classification, 5 classes).
   A second call with the same outdir resumes the interrupted training. onthefly: training batches are
   simulated inside the step (lengths 10..999, TrainConfig.steps_per_epoch steps an epoch); the rows
-  given all validate every model, and the "folds" are models trained on different random streams.
+  given all validate every model, and the "folds" are models trained on `streams` data streams (None:
+  one per fold; 1: all train on the same fresh trajectories, simulated once a step).
   """
   if task not in (1, 2):
     raise ValueError(f"task must be 1 (alpha) or 2 (model), got {task}")
@@ -60,7 +61,7 @@ def train_all_lengths(x_NxT: np.ndarray, length_N: np.ndarray, y_N: np.ndarray, 
   data = EnsembleData(x=x_NxT[None], length=length_N[None].astype(np.int32),
                       y=y_N.astype(np.float32 if task == 1 else np.int32), group=np.zeros(folds, int),
                       train_idx=train_idx, val_idx=val_idx, widths=tuple(w for w in widths if w <= x_NxT.shape[1]))
-  sampler = bucket_sampler(task, data.widths) if onthefly else None
+  sampler = bucket_sampler(task, data.widths, streams=streams) if onthefly else None
   start = time.perf_counter()
   result = Ensemble(model, train_config).fit(data, os.path.join(outdir, "train"), progress=progress,
                                              time_budget=time_budget, desc=f"{model_name} task {task}",

@@ -115,17 +115,23 @@ class EnsembleData:
 class OnTheFly:
   """Training batches drawn inside the jitted step instead of read from stored rows.
 
-  sample(key, width, member, rows) -> (x (rows, width), length (rows,), y (rows,)) for ensemble member
-  `member` (a traced index, e.g. to pick that model's trajectory length), jittable, width and rows
-  static; each device draws its own share of the batch (see Ensemble.draw); each step draws
-  its width from `widths` with probabilities `weights`. Validation stays on stored rows (see
-  `validation_only`), and models differ by their data keys instead of by folds.
+  simulate(key, width, rows) -> one data stream's trajectories (any pytree), jittable, width and rows
+  static; view(simulated, width, member) -> (x (rows, width), length (rows,), y (rows,)), ensemble
+  member `member`'s batch (a traced index, e.g. to pick that model's trajectory length). Each device
+  simulates its own share of the rows (see Ensemble.draw); each step draws its width from `widths`
+  with probabilities `weights`. Validation stays on stored rows (see `validation_only`), and models
+  differ by their data streams instead of by folds.
+
+  streams: member m reads stream m % streams, so the members of a stream train on views of the same
+  trajectories each step and their simulation is shared; None: a stream per member.
   """
 
-  sample: Callable
+  simulate: Callable
+  view: Callable
   widths: tuple[int, ...]
   weights: tuple[float, ...] | None = None
   padding_waste: float = 0.0  # expected fraction of the generated steps that are padding
+  streams: int | None = None
 
 
 def validation_only(n: int, n_models: int) -> tuple[np.ndarray, np.ndarray]:
@@ -223,19 +229,26 @@ class Ensemble:
 
   def draw(self, onthefly: OnTheFly, data_keys, width: int):
     """Every member's batch, (M, B, ...) sharded as stored batches are. Each device simulates its own rows
-    from the member's key folded with the device's index (so a run's data depend on the device count):
+    from the stream's key folded with the device's index (so a run's data depend on the device count):
     drawn as one batch and then sharded, the simulation was not split between the devices (the
     recipe's model pool and permutation mix rows), and on-the-fly training at T=10 ran at 0.61 of the
-    stored-array speed instead of 0.73 (2 cores, 2026-12-01). The members' draws are vmapped whatever the
-    family's ensemble mode: one simulation of all members' rows costs less than one per member (the
-    ConvTransformer's draw at T=10, unrolled before: 102 -> 84 ms on 2 cores, 2026-12-02)."""
+    stored-array speed instead of 0.73 (2 cores, 2026-12-01). The streams' draws are vmapped whatever the
+    family's ensemble mode: one simulation of all streams' rows costs less than one per stream (the
+    ConvTransformer's draw at T=10, unrolled before: 102 -> 84 ms on 2 cores, 2026-12-02). Stream s's
+    simulation is drawn from data_keys[s]; member g * streams + s views it, the stream's simulation
+    broadcast to its members rather than copied for each."""
     rows = self.config.batch_size // self.mesh.size
+    members = data_keys.shape[0]
+    streams = onthefly.streams or members
+    if members % streams:
+      raise ValueError(f"{members} ensemble members cannot share {streams} data streams evenly")
 
     def local(data_keys):
       shard = jax.lax.axis_index("batch")
-      members = jnp.arange(data_keys.shape[0])
-      return jax.vmap(lambda k, m: onthefly.sample(jax.random.fold_in(k, shard), width, m, rows))(
-          data_keys, members)
+      sims = jax.vmap(lambda k: onthefly.simulate(jax.random.fold_in(k, shard), width, rows))(data_keys[:streams])
+      view = lambda g: jax.vmap(lambda s, sim: onthefly.view(sim, width, g * streams + s))(jnp.arange(streams), sims)
+      batches = jax.vmap(view)(jnp.arange(members // streams))  # (members // streams, streams, rows, ...)
+      return jax.tree.map(lambda a: a.reshape((members,) + a.shape[2:]), batches)
 
     return jax.shard_map(local, mesh=self.mesh, in_specs=P(), out_specs=P(None, "batch"))(data_keys)
 

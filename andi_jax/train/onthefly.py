@@ -15,19 +15,20 @@ def _target(batch, task: int):
   return batch.alpha if task == 1 else batch.model
 
 
-def per_length_sampler(task: int, member_lengths) -> OnTheFly:
+def per_length_sampler(task: int, member_lengths, streams: int | None = None) -> OnTheFly:
   """Member m of the ensemble trains on recipe trajectories of member_lengths[m] points, left-padded to
-  the longest: one simulation per step at the longest length, each member's prefix re-standardised."""
+  the longest: simulated at the longest length, each member's prefix re-standardised. streams: see
+  OnTheFly (None: one per member)."""
   width = max(member_lengths)
   recipe, lengths = DeviceRecipe(length=width), jnp.asarray(member_lengths, jnp.int32)
 
-  def sample(key, w, member, rows):
-    b = sample_recipe(key, rows, recipe)
-    length = jnp.full((rows,), lengths[member])
+  def view(b, w, member):
+    length = jnp.full(b.alpha.shape, lengths[member])
     # standardisation is affine, so standardising a standardised prefix equals standardising the raw one
     return crop_standardize(b.x[:, None], length, width)[:, 0], length, _target(b, task)
 
-  return OnTheFly(sample, (width,), padding_waste=1 - float(np.mean(member_lengths)) / width)
+  return OnTheFly(lambda key, w, rows: sample_recipe(key, rows, recipe), view, (width,),
+                  padding_waste=1 - float(np.mean(member_lengths)) / width, streams=streams)
 
 
 def bucket_lengths(widths, min_length: int = 10, max_length: int = 999) -> dict[int, tuple[int, int]]:
@@ -41,18 +42,20 @@ def bucket_lengths(widths, min_length: int = 10, max_length: int = 999) -> dict[
   return spans
 
 
-def bucket_sampler(task: int, widths, min_length: int = 10, max_length: int = 999) -> OnTheFly:
+def bucket_sampler(task: int, widths, min_length: int = 10, max_length: int = 999,
+                   streams: int | None = None) -> OnTheFly:
   """Lengths uniform in min_length..max_length cut into the `widths` buckets; each step fills one bucket,
-  drawn with the bucket's share of the lengths, so the length law is the recipe's uniform one."""
+  drawn with the bucket's share of the lengths, so the length law is the recipe's uniform one. streams:
+  see OnTheFly (None: one per member)."""
   recipes = {w: DeviceRecipe(length=span) for w, span in bucket_lengths(widths, min_length, max_length).items()}
   spans = np.array([r.length[1] - r.length[0] + 1 for r in recipes.values()], float)
   weights = spans / spans.sum()
   mean_length = sum(p * (r.length[0] + r.length[1]) / 2 for p, r in zip(weights, recipes.values()))
 
-  def sample(key, width, member, rows):
+  def simulate(key, width, rows):
     recipe = recipes[width]
     b = sample_recipe(key, rows, recipe)
     return jnp.pad(b.x, ((0, 0), (width - recipe.width, 0))), b.length, _target(b, task)
 
-  return OnTheFly(sample, tuple(recipes), tuple(weights),
-                  padding_waste=1 - mean_length / float(np.dot(weights, list(recipes))))
+  return OnTheFly(simulate, lambda batch, width, member: batch, tuple(recipes), tuple(weights),
+                  padding_waste=1 - mean_length / float(np.dot(weights, list(recipes))), streams=streams)

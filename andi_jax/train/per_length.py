@@ -53,12 +53,14 @@ def length_dir(outdir, length: int) -> str:
 def train_lengths(x_NxT: np.ndarray, alpha_N: np.ndarray, lengths, outdir, *, folds: int = 5,
                   train_config: TrainConfig = TrainConfig(), model_name: str = "lstm", model_config=None,
                   max_models: int = 40, min_ratio: float = 0.75, progress: bool = True,
-                  time_budget: float | None = None, onthefly: bool = False) -> list[dict]:
+                  time_budget: float | None = None, onthefly: bool = False, streams: int | None = None) -> list[dict]:
   """Trains folds x lengths models on prefixes of 1D recipe trajectories x (N, T); exports the best.
 
   Lengths already exported in outdir are skipped, so an interrupted run resumes where it stopped.
   onthefly: training batches are simulated inside the step (TrainConfig.steps_per_epoch steps an
-  epoch); x then only validates, all of it for every model, and folds differ by their random streams.
+  epoch); x then only validates, all of it for every model, and folds differ by their data streams:
+  `streams` of them (None: one per fold), shared by the lengths trained together, whose models each
+  take their prefix of the same simulated trajectories.
   Returns one summary row per trained length.
   """
   model, model_config = build_model(model_name, model_config)
@@ -74,7 +76,8 @@ def train_lengths(x_NxT: np.ndarray, alpha_N: np.ndarray, lengths, outdir, *, fo
     data = EnsembleData(x=np.stack(xs), length=np.stack(ls), y=alpha_N.astype(np.float32),
                         group=np.repeat(np.arange(len(group)), folds),
                         train_idx=np.tile(train_idx, (len(group), 1)), val_idx=np.tile(val_idx, (len(group), 1)))
-    sampler = (per_length_sampler(1, np.repeat(group, folds).tolist())
+    # members g * folds + f: fold f reads stream f % streams
+    sampler = (per_length_sampler(1, np.repeat(group, folds).tolist(), streams or folds)
                if onthefly else None)
     start = time.perf_counter()
     result = ensemble.fit(data, os.path.join(outdir, "train", f"group_{group[0]}-{group[-1]}"),
