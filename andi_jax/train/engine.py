@@ -315,6 +315,7 @@ class Ensemble:
     """Mean validation loss and metric per model; per bucket, fixed-size chunks masked where short."""
     n_val = data.val_idx.shape[1]
     loss = metric = np.zeros(len(data.group))
+    jax.block_until_ready(params)  # no training step left in flight beside the evaluations (see fit)
     for width, rows in self._by_bucket(data, data.val_idx):
       n = max(len(r) for r in rows)
       if n == 0:
@@ -378,8 +379,12 @@ class Ensemble:
       state = jax.device_put(state, self.replicated)
       epoch, step, history = progress_info["epoch"], progress_info["step"], progress_info["history"]
 
+    # Different programs over the host devices in flight together can deadlock XLA:CPU (validation
+    # behind an on-the-fly training step hung for good, 2 devices, 2026-12-03): every change of
+    # program (to validation, to the epoch's end, to a save) waits for the one before.
     def save(epoch, step):
       if manager is not None:
+        jax.block_until_ready(state)
         checkpoint.save_train(manager, epoch * steps_per_epoch + step, state,
                               {"epoch": epoch, "step": step, "history": history})
 
@@ -415,7 +420,7 @@ class Ensemble:
           jax.block_until_ready(state)
           return FitResult(state, history, ran, time.perf_counter() - start)
       val_loss, val_metric = self.validate(state.params, data)
-      state = self.end_epoch(state, jnp.asarray(val_loss), jnp.asarray(val_metric), epoch)
+      state = jax.block_until_ready(self.end_epoch(state, jnp.asarray(val_loss), jnp.asarray(val_metric), epoch))
       history.append({"epoch": epoch, "lr_scale": np.asarray(state.plateau.scale).tolist(),
                       "val_loss": val_loss.tolist(), "val_metric": val_metric.tolist(),
                       "stopped": np.asarray(state.stopped).tolist()})
