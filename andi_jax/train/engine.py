@@ -236,7 +236,8 @@ class Ensemble:
     family's ensemble mode: one simulation of all streams' rows costs less than one per stream (the
     ConvTransformer's draw at T=10, unrolled before: 102 -> 84 ms on 2 cores, 2026-12-02). Stream s's
     simulation is drawn from data_keys[s]; member g * streams + s views it, the stream's simulation
-    broadcast to its members rather than copied for each."""
+    broadcast to its members rather than copied for each (5 LSTMs at T=10 on one stream instead of
+    five: step 61 -> 49 ms, stored arrays 45 ms, 2 cores, 2026-12-03)."""
     rows = self.config.batch_size // self.mesh.size
     members = data_keys.shape[0]
     streams = onthefly.streams or members
