@@ -87,7 +87,7 @@ def one_and_sequential_steps(model_name: str, length: int, folds: int, batch: in
   return lambda: run([0]), lambda: run(range(folds))
 
 
-def onthefly_step(model_name: str, width: int, folds: int, batch: int, sampler=None):
+def onthefly_step(model_name: str, width: int, folds: int, batch: int, sampler):
   """As ensemble_step, with each step's batches of `width` simulated inside it by `sampler` (recipe at
   T=1000), fresh each call."""
   model, _ = build_model(model_name)
@@ -150,13 +150,14 @@ def stored_and_onthefly_buckets(model_name: str, widths, folds: int, batch: int,
   by the share of steps the bucket sampler gives it (its share of the lengths)."""
   from andi_jax.train.onthefly import bucket_lengths, bucket_sampler
   samplers, spans = [bucket_sampler(1, widths, streams=n) for n in (None, 1)], bucket_lengths(widths)
+  widths, weights = samplers[0].widths, samplers[0].weights  # the same for both
   rows = []
-  for width in samplers[0].widths:
+  for width in widths:
     steps = [ensemble_step(model_name, width, folds, batch)]
     steps += [onthefly_step(model_name, width, folds, batch, sampler) for sampler in samplers]
     rows.append({"lengths": "{}-{}".format(*spans[width]), **dict(zip(ONTHEFLY, interleaved_seconds(steps, repeats)))})
-  mix = {k: sum(p * r[k] for p, r in zip(samplers[0].weights, rows)) for k in ONTHEFLY}
-  rows.append({"lengths": f"{spans[samplers[0].widths[0]][0]}-{spans[samplers[0].widths[-1]][1]}, mix", **mix})
+  mix = {k: sum(p * r[k] for p, r in zip(weights, rows)) for k in ONTHEFLY}
+  rows.append({"lengths": f"{spans[widths[0]][0]}-{spans[widths[-1]][1]}, mix", **mix})
   return [{**r, **{k: float(folds * batch / r[k]) for k in ONTHEFLY}} for r in rows]
 
 
