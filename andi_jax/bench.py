@@ -3,9 +3,12 @@
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from andi_jax.models import build_model
+from andi_jax.models.lstm import LSTMConfig
 from andi_jax.train.engine import Ensemble, TrainConfig
 
 
@@ -85,6 +88,46 @@ def one_and_sequential_steps(model_name: str, length: int, folds: int, batch: in
     return losses
 
   return lambda: run([0]), lambda: run(range(folds))
+
+
+def lstm_products_step(length: int, folds: int, batch: int):
+  """The matrix products of the LSTM ensemble's training step (models/lstm.py) and nothing else, as a
+  call: per model and time step, each layer's h x [wh | wx_next] forward, then [dz | dz_next] x wo^T
+  and h^T x [dz | dz_next] backward, at the step's shapes on its devices (rows split, the models in a
+  lax.map, as the engine runs them). A tanh per layer keeps the values bounded. Without the gate
+  arithmetic, the stores, the loss and the optimizer, its time is a floor under any step that runs
+  these products through XLA: the ceiling on what the LSTM step can gain."""
+  cfg = LSTMConfig()
+  hidden, layers, gates = cfg.hidden, cfg.layers, 4 * cfg.hidden
+  ens = Ensemble(build_model("lstm")[0], TrainConfig(batch_size=batch))
+  rows = batch // ens.mesh.size
+  rng = np.random.default_rng(0)
+  wo = [jnp.asarray(rng.uniform(-0.125, 0.125, (folds, hidden, 2 * gates if l + 1 < layers else gates)), jnp.float32)
+        for l in range(layers)]
+
+  def one_model(wo):
+    def forward(t, h):  # every column of each product feeds the next step, so none is dropped
+      return [jnp.tanh(sum(jnp.split(h[l] @ w, w.shape[1] // hidden, 1))) for l, w in enumerate(wo)]
+
+    h = jax.lax.fori_loop(0, length, forward, [jnp.ones((rows, hidden))] * layers)
+    hT = [v.T for v in h]
+
+    def backward(t, carry):
+      dz, dwo = carry
+      dh = [sum(d @ w[:, k * gates:(k + 1) * gates].T for k, d in enumerate(dz[l:l + 2]) if k * gates < w.shape[1])
+            for l, w in enumerate(wo)]
+      dwo = [dw + jnp.concatenate([hT[l] @ d for d in dz[l:l + 1 + (w.shape[1] > gates)]], 1)
+             for l, (dw, w) in enumerate(zip(dwo, wo))]
+      return [jnp.tile(jnp.tanh(d), 4) for d in dh], dwo
+
+    dz = [jnp.ones((rows, gates))] * layers
+    return jax.lax.fori_loop(0, length, backward, (dz, [jnp.zeros_like(w) for w in wo]))[1]
+
+  def local(wo):
+    return jax.lax.pmean(jax.lax.map(one_model, wo), "batch")
+
+  step = jax.jit(jax.shard_map(local, mesh=ens.mesh, in_specs=P(), out_specs=P(), check_vma=False))
+  return lambda: step(wo)
 
 
 def onthefly_step(model_name: str, width: int, folds: int, batch: int, sampler):

@@ -121,7 +121,8 @@ def onthefly_rows(config: SuiteConfig, log) -> list[dict]:
 def torch_rows(config: SuiteConfig, log) -> list[dict]:
   """The seed's PyTorch LSTM, one model, against the JAX LSTM ensemble on the same arrays: training steps
   and fold-averaged inference, each pair timed in alternating blocks (bench.interleaved_seconds, calls_per_turn) so that
-  the drift of a shared machine weighs on both sides of a ratio alike."""
+  the drift of a shared machine weighs on both sides of a ratio alike. Beside the training pair, the JAX
+  step's matrix products alone (bench.lstm_products_step): the ceiling on the training ratio."""
   from andi_jax.infer import FoldForward
   model, _ = build_model("lstm")
   forward = FoldForward(model, classify=False)
@@ -132,10 +133,12 @@ def torch_rows(config: SuiteConfig, log) -> list[dict]:
     lengths = np.full(len(x), T, np.int32)
     blocks = dict(repeats=3, calls_per_turn=config.repeats)
     train = bench.interleaved_seconds([bench_torch.train_step(x, y, config.batch),
-                                       bench.ensemble_step("lstm", T, config.folds, config.batch)], **blocks)
+                                       bench.ensemble_step("lstm", T, config.folds, config.batch),
+                                       bench.lstm_products_step(T, config.folds, config.batch)], **blocks)
     infer = bench.interleaved_seconds([bench_torch.infer_call(x, len(x), config.folds),
                                        lambda: forward(params, x, lengths)], **blocks)
     rows.append({"T": T, "train": config.batch / train[0], "jax_train": config.folds * config.batch / train[1],
+                 "jax_products": config.folds * config.batch / train[2],
                  "infer": len(x) / infer[0], "jax_infer": len(x) / infer[1]})
     log(rows[-1])
   return rows
@@ -262,11 +265,15 @@ def write_report(results: dict, outdir) -> None:
     lines += [f"Training: one PyTorch model (the seed trains its models one after another) against the JAX {cfg['folds']}-model "
               f"ensemble, both in trajectories trained per second (the ensemble's summed over its models). Inference: the mean of {cfg['folds']} models' outputs on "
               f"both sides. Each PyTorch figure is timed in alternating blocks with the JAX figure beside it. PyTorch runs with denormals "
-              f"flushed to zero, as XLA does (bench_torch._torch).", "",
-              "| T | PyTorch train | JAX ensemble train | JAX / PyTorch | PyTorch inference | JAX inference | JAX / PyTorch |",
-              "|---|---|---|---|---|---|---|"]
+              f"flushed to zero, as XLA does (bench_torch._torch). Products alone: the JAX ensemble step's matrix products "
+              f"and nothing else (bench.lstm_products_step, timed in the same blocks); its ratio to PyTorch is the most "
+              f"a training step that runs these products through XLA could reach.", "",
+              "| T | PyTorch train | JAX ensemble train | JAX / PyTorch | products alone | their / PyTorch (ceiling) "
+              "| PyTorch inference | JAX inference | JAX / PyTorch |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in results["torch"]:
       lines.append(f"| {r['T']} | {_fmt(r['train'])} | {_fmt(r['jax_train'])} | {r['jax_train'] / r['train']:.2f} | "
+                   f"{_fmt(r['jax_products'])} | {r['jax_products'] / r['train']:.2f} | "
                    f"{_fmt(r['infer'])} | {_fmt(r['jax_infer'])} | {r['jax_infer'] / r['infer']:.2f} |")
   else:
     lines.append("Not measured: torch is not installed (`pip install \".[bench]\"`).")

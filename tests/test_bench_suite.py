@@ -3,9 +3,12 @@
 import dataclasses
 import json
 
+import jax
+import numpy as np
 import pytest
+from jax.extend import core
 
-from andi_jax import bench_suite, bench_torch
+from andi_jax import bench, bench_suite, bench_torch
 
 TINY = bench_suite.SuiteConfig(lengths=(10,), families=("lstm",), folds=2, batch=32, repeats=1, ragged_n=30,
                                ragged_max=30, generation_T=(20,), generation_n=10, generation_models=("sbm",),
@@ -56,3 +59,26 @@ def test_suite_writes_every_section(tmp_path):
     bench_suite.run(TINY, tmp_path, mode="quick", only=("scaling",))
   with pytest.raises(ValueError, match="unknown sections"):
     bench_suite.run(TINY, tmp_path, mode="quick", only=("speed",))
+
+
+def _dot_flops(jaxpr) -> int:
+  """FLOPs of a jaxpr's dot_generals, nested jaxprs included, a scan's body counted once per trip."""
+  total = 0
+  for eqn in jaxpr.eqns:
+    assert eqn.primitive.name != "while", "a loop of unknown trip count"
+    if eqn.primitive.name == "dot_general":
+      (contract, _), _ = eqn.params["dimension_numbers"]
+      k = np.prod([eqn.invars[0].aval.shape[d] for d in contract])
+      total += 2 * int(np.prod(eqn.outvars[0].aval.shape) * k)
+    trips = eqn.params["length"] if eqn.primitive.name == "scan" else 1
+    subs = [v for p in eqn.params.values() for v in (p if isinstance(p, (tuple, list)) else [p])]
+    total += trips * sum(_dot_flops(getattr(v, "jaxpr", v)) for v in subs if isinstance(v, (core.Jaxpr, core.ClosedJaxpr)))
+  return total
+
+
+def test_lstm_products_step_does_the_training_steps_products():
+  # its time is reported as the ceiling on the LSTM's training step: it must do that step's products, all of them
+  products, step = bench.lstm_products_step(100, 2, 32), bench.ensemble_step("lstm", 100, 2, 32)
+  # the step's extras: products skipped where a hidden state is a known zero, the input's and head's matvecs
+  assert _dot_flops(jax.make_jaxpr(products)().jaxpr) == pytest.approx(_dot_flops(jax.make_jaxpr(step)().jaxpr), rel=0.01)
+  assert np.isfinite(np.asarray(jax.tree.leaves(bench.lstm_products_step(10, 2, 32)())[0])).all()
