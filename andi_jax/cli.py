@@ -226,7 +226,7 @@ def main(argv=None):
   p = sub.add_parser("benchmark", help="the whole suite (all), or one training or inference throughput")
   p.add_argument("what", choices=("all", "train", "infer"))
   p.add_argument("--mode", default="full", choices=("quick", "medium", "full"),
-                 help="all: quick (a few minutes), medium (every section and T: 81 minutes on a 2-core AMD EPYC Zen 5, 33 of them the 5-fold time to accuracy; 110 on a 2-core Xeon), full")
+                 help="all: quick (a few minutes), medium (every section and T: 81-87 minutes on a 2-core AMD EPYC Zen 5, 24-30 of them the 5-fold time to accuracy; 110 on a 2-core Xeon), full")
   p.add_argument("--quick", action="store_true", help="all: the same as --mode quick")
   p.add_argument("--out", default="benchmarks", help="all: directory for RESULTS.md, results.json, results.png")
   p.add_argument("--only", nargs="+", default=(), metavar="SECTION",
