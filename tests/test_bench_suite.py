@@ -1,4 +1,4 @@
-"""The benchmark suite end to end on tiny sizes; numbers are never asserted, only that every part ran."""
+"""The benchmark suite on tiny sizes; timings are never asserted, only that every part ran and measured what it names."""
 
 import dataclasses
 import json
