@@ -102,7 +102,8 @@ def lstm_products_step(length: int, folds: int, batch: int):
   ens = Ensemble(build_model("lstm")[0], TrainConfig(batch_size=batch))
   rows = batch // ens.mesh.size
   rng = np.random.default_rng(0)
-  wo = [jnp.asarray(rng.uniform(-0.125, 0.125, (folds, hidden, 2 * gates if l + 1 < layers else gates)), jnp.float32)
+  bound = hidden ** -0.5  # the model's (PyTorch's) initialisation range
+  wo = [jnp.asarray(rng.uniform(-bound, bound, (folds, hidden, 2 * gates if l + 1 < layers else gates)), jnp.float32)
         for l in range(layers)]
 
   def one_model(wo):
