@@ -1,13 +1,20 @@
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import linen as nn
 import pytest
 
 from andi_jax.models import build_model
-from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices
+from andi_jax.train.engine import (ConfigMismatchError, Ensemble, EnsembleData, NonFiniteError, TrainConfig,
+                                   kfold_indices)
+from andi_jax.train.per_length import train_lengths
 
 SMALL = {"hidden": 8, "layers": 2, "dropout": 0.2, "outputs": 1}
 
@@ -190,3 +197,93 @@ def test_step_on_sharded_rows_equals_whole_batch_step(toy_alpha_data):
     np.testing.assert_allclose(loss[m], loss_m, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(params_m)):
       np.testing.assert_allclose(np.asarray(a[m]), b, rtol=1e-4, atol=1e-6)
+
+
+class _NaNBeyondWidth(nn.Module):
+  """Mean of a row's points, NaN where its length exceeds the row's width (as a long row cut short
+  gives a ConvTransformer): validation must mask such padded rows, not multiply them by zero."""
+
+  @nn.compact
+  def __call__(self, x, length, train=False):
+    bias = self.param("bias", nn.initializers.zeros, (1,))
+    mean = x.sum(-1) / length
+    return jnp.where(length > x.shape[-1], jnp.nan, mean)[:, None] + bias
+
+
+def test_validation_masks_padded_rows_whatever_their_output():
+  data = _bucketed(n=600)
+  data.length[0, 0] = 64  # padding used to repeat row 0 in every bucket, here a row too long for the narrow ones
+  ens = Ensemble(_NaNBeyondWidth(), TrainConfig(batch_size=128))
+  params = ens.init(2, 64).params
+  bucketed, full = ens.validate(params, data), ens.validate(params, dataclasses.replace(data, widths=None))
+  for a, b in zip(bucketed, full):
+    assert np.all(np.isfinite(a))
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_resume_with_another_configuration_names_the_fields(tmp_path, toy_alpha_data):
+  x, y = toy_alpha_data
+  data = _data(x, y)
+  _ensemble(max_epochs=1).fit(data, tmp_path, progress=False)
+  changed = _ensemble(max_epochs=2, learning_rate=5e-3, plateau_patience=3)
+  with pytest.raises(ConfigMismatchError, match=r"train\.learning_rate: 0\.001 -> 0\.005; "
+                                                r"train\.plateau_patience: 2 -> 3"):
+    changed.fit(data, tmp_path, progress=False)
+  assert len(_ensemble(max_epochs=2).fit(data, tmp_path, progress=False).history) == 2  # max_epochs may grow
+  assert len(changed.fit(data, tmp_path, progress=False, force=True).history) == 2
+
+
+def test_non_finite_training_loss_stops_the_run(tmp_path, toy_alpha_data):
+  x, y = toy_alpha_data
+  y = y.copy()
+  y[3] = np.inf  # a target that makes the loss of the batches holding it infinite
+  data = _data(x, y)
+  data.val_idx[data.val_idx == 3] = 4  # the row trains two of the models and validates none
+  with pytest.raises(NonFiniteError, match=r"training loss not finite at epoch 0, step \d+"):
+    _ensemble().fit(data, tmp_path, progress=False)
+  assert not any(p.name.isdigit() for p in tmp_path.iterdir())  # no checkpoint holds the non-finite state
+
+
+def test_no_finished_epoch_exports_nothing(tmp_path):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(512, 20)).astype(np.float32)
+  with pytest.raises(RuntimeError, match="finished no epoch"):
+    train_lengths(x, rng.uniform(0, 2, 512).astype(np.float32), [20], tmp_path, folds=2, model_config=SMALL,
+                  train_config=TrainConfig(batch_size=64), time_budget=0.0, progress=False)
+  assert not (tmp_path / "models").exists() and (tmp_path / "train").exists()
+
+
+_KILLED_IN_SAVE = """
+import os, signal, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import conftest, test_engine
+rename, commits = os.rename, []
+
+def killing_rename(src, dst):  # orbax commits a save by renaming its temporary directory
+  if "orbax-checkpoint-tmp" in str(src) and os.path.basename(dst).isdigit():
+    commits.append(dst)
+    if len(commits) == int(sys.argv[3]):
+      os.kill(os.getpid(), signal.SIGKILL)  # the save's files are written, its commit is not
+  rename(src, dst)
+
+os.rename = killing_rename
+with np.load(os.path.join(sys.argv[2], "data.npz")) as f:
+  test_engine._ensemble().fit(test_engine._data(f["x"], f["y"]), os.path.join(sys.argv[2], "run"), progress=False)
+"""
+
+
+def test_kill_during_a_save_resumes_from_the_last_complete_one(tmp_path, toy_alpha_data):
+  x, y = toy_alpha_data
+  np.savez(tmp_path / "data.npz", x=x, y=y)
+  proc = subprocess.run([sys.executable, "-c", _KILLED_IN_SAVE, os.path.dirname(__file__), str(tmp_path), "3"],
+                        capture_output=True, text=True)
+  assert proc.returncode == -signal.SIGKILL, proc.stderr
+  assert any("orbax-checkpoint-tmp" in p.name for p in (tmp_path / "run").iterdir())  # the torn save is there
+  ens = _ensemble()
+  resumed = ens.fit(_data(x, y), tmp_path / "run", progress=False)
+  full = ens.fit(_data(x, y), tmp_path / "full", progress=False)
+  assert 0 < resumed.steps < full.steps
+  for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(resumed.state)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert resumed.history == full.history

@@ -17,7 +17,7 @@ import numpy as np
 from andi_jax.data.preprocess import left_pad, standardize
 from andi_jax.models import build_model
 from andi_jax.train import checkpoint
-from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices, validation_only
+from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices, untrained, validation_only
 from andi_jax.train.onthefly import bucket_sampler
 
 # Four training shapes: each costs a compilation of the training and of the validation step (tens of
@@ -39,7 +39,8 @@ def params_dir(outdir) -> str:
 def train_all_lengths(x_NxT: np.ndarray, length_N: np.ndarray, y_N: np.ndarray, outdir, *, task: int,
                       model_name: str = "conv_transformer", model_config=None, folds: int = 5,
                       train_config: TrainConfig = TrainConfig(), widths=WIDTHS, progress: bool = True,
-                      time_budget: float | None = None, onthefly: bool = False, streams: int | None = None) -> dict:
+                      time_budget: float | None = None, onthefly: bool = False, streams: int | None = None,
+                      force: bool = False) -> dict:
   """Trains `folds` models on prepared rows (see `prepare`) and exports the best epoch of each.
 
   task 1: y is alpha (regression); task 2: y is the model label (classification, 5 classes).
@@ -65,13 +66,17 @@ def train_all_lengths(x_NxT: np.ndarray, length_N: np.ndarray, y_N: np.ndarray, 
   start = time.perf_counter()
   result = Ensemble(model, train_config).fit(data, os.path.join(outdir, "train"), progress=progress,
                                              time_budget=time_budget, desc=f"{model_name} task {task}",
-                                             onthefly=sampler)
+                                             onthefly=sampler, force=force)
   seconds = time.perf_counter() - start
+  if untrained(result):
+    raise RuntimeError(f"folds {untrained(result)} finished no epoch, so there is nothing trained to export; "
+                       f"the training state is in {os.path.join(outdir, 'train')}: run again to resume it")
   checkpoint.save_params(params_dir(outdir), jax.tree.map(np.asarray, result.state.best_params))
   meta = {"method": "all-lengths", "task": task, "model": model_name,
           "model_config": dataclasses.asdict(model_config), "folds": folds, "widths": list(data.widths),
           "classes": list(CLASSES) if task == 2 else None, "data": "onthefly" if onthefly else "stored"}
   checkpoint.write_meta(outdir, meta)
-  return {"val_metric": np.asarray(result.state.best_metric).tolist(), "epochs": len(result.history),
+  return {"val_metric": np.asarray(result.state.best_metric).tolist(), "initial_val_metric": result.initial_metric,
+          "epochs": len(result.history),
           "steps": result.steps, "seconds": seconds, "history": result.history,
           "padding_waste": sampler.padding_waste if onthefly else data.padding_waste}

@@ -14,6 +14,7 @@ computes every model's gradients on its own rows, and one mean over the devices 
 """
 
 import dataclasses
+import json
 import time
 from typing import Any, Callable
 
@@ -167,6 +168,38 @@ class FitResult:
   history: list[dict]  # one entry per epoch: lr scale, validation loss and metric per model
   steps: int  # training steps this call ran
   seconds: float  # wall time of those steps, compilation included
+  initial_metric: list[float]  # validation metric per model of the initial parameters
+
+
+class NonFiniteError(FloatingPointError):
+  """A training or validation loss is NaN or infinite: the run stops instead of keeping it."""
+
+
+class ConfigMismatchError(ValueError):
+  """A run resumed from a checkpoint with a configuration other than the one it started with."""
+
+
+# Fields that change neither the trajectory of training nor its result: a resumed run may change them.
+_FREE_FIELDS = ("eval_batch_size", "checkpoint_every", "max_epochs")
+
+
+def fingerprint(model, config: TrainConfig) -> dict:
+  """What a resumed run must share with the run it continues: the training and the model configuration."""
+  train = {k: v for k, v in dataclasses.asdict(config).items() if k not in _FREE_FIELDS}
+  model_config = getattr(model, "config", None)
+  model_fields = dataclasses.asdict(model_config) if dataclasses.is_dataclass(model_config) else {}
+  # through JSON, as the checkpoint stores it (tuples become lists)
+  return json.loads(json.dumps({"train": train, "model": {"name": type(model).__name__, **model_fields}}))
+
+
+def config_changes(saved: dict, current: dict) -> list[str]:
+  """'section.field: saved -> current' for every field that differs."""
+  changes = []
+  for section in sorted(set(saved) | set(current)):
+    old, new = saved.get(section, {}), current.get(section, {})
+    changes += [f"{section}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                if old.get(k) != new.get(k)]
+  return changes
 
 
 class Ensemble:
@@ -266,7 +299,10 @@ class Ensemble:
     loss = (optax.squared_error(out[:, 0], y) if self.config.task == "regression"
             else optax.softmax_cross_entropy_with_integer_labels(out, y))
     metric = self._loss(out, y)[1]
-    return loss * valid, metric * valid  # per row: summed on the host, no cross-device reduction
+    # Per row, summed on the host (no cross-device reduction). A padded row is masked by where: its
+    # output may be anything, and NaN * 0 is NaN.
+    mask = lambda v: jnp.where(valid > 0, v, 0.0)
+    return mask(loss), mask(metric)
 
   def _end_epoch(self, state: EnsembleState, val_loss, val_metric, epoch):
     def one(params, best_params, plateau, reductions, stopped, best_metric, best_epoch, loss, metric):
@@ -324,7 +360,9 @@ class Ensemble:
       size = min(self.config.eval_batch_size, n)
       size += (-size) % len(self.mesh.devices.flat)
       n_pad = -(-n // size) * size
-      idx = np.stack([np.pad(r, (0, n_pad - len(r))) for r in rows])
+      # padded with the model's own rows of the bucket (another model's where it has none there)
+      fill = next(r for r in rows if len(r))
+      idx = np.stack([np.resize(r if len(r) else fill, n_pad) for r in rows])
       valid = np.stack([np.arange(n_pad) < len(r) for r in rows]).astype(np.float32)
       for start in range(0, n_pad, size):
         batch = self._batch(data, idx[:, start:start + size], width)
@@ -353,13 +391,16 @@ class Ensemble:
   def fit(self, data: EnsembleData, workdir=None, *, max_steps: int | None = None,
           time_budget: float | None = None, callback: Callable[[int], None] | None = None,
           progress: bool = True, desc: str = "train", stop_at: float | None = None,
-          onthefly: OnTheFly | None = None) -> FitResult:
+          onthefly: OnTheFly | None = None, force: bool = False) -> FitResult:
     """Trains until every model has stopped or max_epochs; resumes from `workdir` if it holds a save.
 
     max_steps / time_budget end this call early (after a save), e.g. for equal-time comparisons;
     stop_at ends it after the first epoch where every model's validation metric is at most stop_at.
     onthefly: training batches generated inside the step (config.steps_per_epoch steps an epoch).
     callback(global_step) runs after every step.
+    A resumed run whose configuration differs from the saved one raises ConfigMismatchError naming the
+    fields (force: resume all the same). A non-finite training or validation loss raises NonFiniteError
+    naming the epoch, step and models; no checkpoint holding it is written.
     """
     cfg = self.config
     n_models = len(data.group)
@@ -374,20 +415,41 @@ class Ensemble:
                        f"{cfg.batch_size} (in any length bucket)")
     state = self.init(n_models, data.x.shape[-1], data.x.shape[2:-1])
     manager = checkpoint.manager(workdir) if workdir is not None else None
-    history, epoch, step = [], 0, 0
+    config = fingerprint(self.model, cfg)
     if manager is not None and manager.latest_step() is not None:
-      state, progress_info = checkpoint.restore_train(manager, state)
+      state, info = checkpoint.restore_train(manager, state)
+      changes = config_changes(info["config"], config)
+      if changes and not force:
+        raise ConfigMismatchError(f"{workdir} was started with another configuration ({'; '.join(changes)}); "
+                                  "resume with the original one, or force it (--force)")
       state = jax.device_put(state, self.replicated)
-      epoch, step, history = progress_info["epoch"], progress_info["step"], progress_info["history"]
+      epoch, step, history, initial = info["epoch"], info["step"], info["history"], info["initial_metric"]
+    else:
+      epoch, step, history = 0, 0, []
+      initial = self._checked_validation(state.params, data, "the initial parameters")[1].tolist()
 
     # Different programs over the host devices in flight together can deadlock XLA:CPU (validation
-    # behind an on-the-fly training step hung for good, 2 devices, 2026-12-03): every change of
-    # program (to validation, to the epoch's end, to a save) waits for the one before.
+    # behind an on-the-fly training step hung for good): every change of program (to validation, to the
+    # epoch's end, to a save) waits for the one before, and the losses in flight are checked then.
+    losses = []  # (global step, loss per model) since the last check
+
+    def check_losses():
+      bad = [(s, np.flatnonzero(~np.isfinite(np.asarray(loss)))) for s, loss in losses]
+      losses.clear()
+      first = next(((s, models) for s, models in bad if models.size), None)
+      if first is not None:
+        s, models = first
+        raise NonFiniteError(f"{desc}: training loss not finite at epoch {s // steps_per_epoch}, step "
+                             f"{s % steps_per_epoch} (global step {s}), models {models.tolist()}; nothing "
+                             "after the last checkpoint was saved")
+
     def save(epoch, step):
+      jax.block_until_ready(state)
+      check_losses()
       if manager is not None:
-        jax.block_until_ready(state)
         checkpoint.save_train(manager, epoch * steps_per_epoch + step, state,
-                              {"epoch": epoch, "step": step, "history": history})
+                              {"epoch": epoch, "step": step, "history": history, "initial_metric": initial,
+                               "config": config})
 
     base_key, data_key = jax.random.key(cfg.seed + 1), jax.random.key(cfg.seed + 2)
     ran, start = 0, time.perf_counter()
@@ -410,6 +472,7 @@ class Ensemble:
         else:
           data_keys = jax.random.split(jax.random.fold_in(data_key, global_step), n_models)
           state, loss = self.sampled_step(onthefly)(state, data_keys, keys, width=width)
+        losses.append((global_step, loss))
         step, ran = step + 1, ran + 1
         bar.update()
         if callback is not None:
@@ -418,9 +481,10 @@ class Ensemble:
           save(epoch, step)
         if over_budget() and step < steps_per_epoch:
           bar.close()
-          jax.block_until_ready(state)
-          return FitResult(state, history, ran, time.perf_counter() - start)
-      val_loss, val_metric = self.validate(state.params, data)
+          return FitResult(state, history, ran, time.perf_counter() - start, initial)
+      jax.block_until_ready(state)
+      check_losses()
+      val_loss, val_metric = self._checked_validation(state.params, data, f"epoch {epoch}")
       state = jax.block_until_ready(self.end_epoch(state, jnp.asarray(val_loss), jnp.asarray(val_metric), epoch))
       history.append({"epoch": epoch, "lr_scale": np.asarray(state.plateau.scale).tolist(),
                       "val_loss": val_loss.tolist(), "val_metric": val_metric.tolist(),
@@ -434,4 +498,16 @@ class Ensemble:
     if manager is not None:
       manager.wait_until_finished()
     jax.block_until_ready(state)
-    return FitResult(state, history, ran, time.perf_counter() - start)
+    return FitResult(state, history, ran, time.perf_counter() - start, initial)
+
+  def _checked_validation(self, params, data: EnsembleData, what: str) -> tuple[np.ndarray, np.ndarray]:
+    loss, metric = self.validate(params, data)
+    bad = np.flatnonzero(~(np.isfinite(loss) & np.isfinite(metric)))
+    if bad.size:
+      raise NonFiniteError(f"validation loss of {what} is not finite for models {bad.tolist()}")
+    return loss, metric
+
+
+def untrained(result: FitResult) -> list[int]:
+  """The models whose exported best parameters are still their initial ones: no epoch has finished."""
+  return np.flatnonzero(np.asarray(result.state.best_epoch) < 0).tolist()

@@ -16,7 +16,7 @@ import numpy as np
 from andi_jax.data.preprocess import left_pad, standardize
 from andi_jax.models import build_model
 from andi_jax.train import checkpoint
-from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices, validation_only
+from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices, untrained, validation_only
 from andi_jax.train.onthefly import per_length_sampler
 
 # Seed 001's table of the 43 lengths with a model each.
@@ -53,7 +53,8 @@ def length_dir(outdir, length: int) -> str:
 def train_lengths(x_NxT: np.ndarray, alpha_N: np.ndarray, lengths, outdir, *, folds: int = 5,
                   train_config: TrainConfig = TrainConfig(), model_name: str = "lstm", model_config=None,
                   max_models: int = 40, min_ratio: float = 0.75, progress: bool = True,
-                  time_budget: float | None = None, onthefly: bool = False, streams: int | None = None) -> list[dict]:
+                  time_budget: float | None = None, onthefly: bool = False, streams: int | None = None,
+                  force: bool = False) -> list[dict]:
   """Trains folds x lengths models on prefixes of 1D recipe trajectories x (N, T); exports the best.
 
   Lengths already exported in outdir are skipped, so an interrupted run resumes where it stopped.
@@ -80,10 +81,15 @@ def train_lengths(x_NxT: np.ndarray, alpha_N: np.ndarray, lengths, outdir, *, fo
     sampler = (per_length_sampler(1, np.repeat(group, folds).tolist(), streams or folds)
                if onthefly else None)
     start = time.perf_counter()
-    result = ensemble.fit(data, os.path.join(outdir, "train", f"group_{group[0]}-{group[-1]}"),
+    workdir = os.path.join(outdir, "train", f"group_{group[0]}-{group[-1]}")
+    result = ensemble.fit(data, workdir,
                           progress=progress, time_budget=time_budget, desc=f"lengths {group[0]}-{group[-1]}",
-                          onthefly=sampler)
+                          onthefly=sampler, force=force)
     seconds = time.perf_counter() - start
+    if untrained(result):
+      raise RuntimeError(f"lengths {group[0]}-{group[-1]}: models {untrained(result)} finished no epoch, so there "
+                         f"is nothing trained to export; run again to resume the training state in {workdir}")
+    initial = np.asarray(result.initial_metric).reshape(len(group), folds)
     best = np.asarray(result.state.best_metric).reshape(len(group), folds)
     epochs = len(result.history)
     for g, length in enumerate(group):
@@ -91,7 +97,8 @@ def train_lengths(x_NxT: np.ndarray, alpha_N: np.ndarray, lengths, outdir, *, fo
       checkpoint.save_params(length_dir(outdir, length), params)
       done.add(length)
       write_meta(outdir, model_name, model_config, folds, done)
-      rows.append({"length": length, "val_mae": float(best[g].mean()), "epochs": epochs,
+      rows.append({"length": length, "val_mae": float(best[g].mean()), "initial_val_mae": float(initial[g].mean()),
+                   "epochs": epochs,
                    "group": f"{group[0]}-{group[-1]}", "padding_waste": sampler.padding_waste if onthefly else data.padding_waste,
                    "seconds": seconds})
   return rows
