@@ -64,11 +64,42 @@ def test_npy_round_trips(tmp_path):
     np.save(tmp_path / "b.npy", x3)
     _same(read_trajectories(tmp_path / "b.npy"), list(x3))
 
-    trajs = _ragged(rng)
-    obj = np.empty(len(trajs), dtype=object)
-    obj[:] = trajs
-    np.save(tmp_path / "c.npy", obj, allow_pickle=True)
-    _same(read_trajectories(tmp_path / "c.npy"), trajs)
+
+
+def test_npz_holds_ragged_trajectories(tmp_path):
+    rng = np.random.default_rng(1)
+    trajs = [rng.normal(size=(2, T)) for T in (10, 37, 12)]
+    p = tmp_path / "r.npz"
+    np.savez(p, positions=np.concatenate(trajs, axis=1), lengths=[10, 37, 12])
+    _same(read_trajectories(p), trajs)
+    np.savez(p, positions=np.arange(20.0), lengths=[10, 10])  # 1D: positions may be a flat array
+    _same(read_trajectories(p), [np.arange(10.0)[None], np.arange(10.0, 20.0)[None]])
+
+
+class _Payload:
+    """Unpickling this object creates the file `marker`: the proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickled_npy_never_runs_its_payload(tmp_path):
+    import pickle
+
+    marker = tmp_path / "ran"
+    obj = np.empty(2, dtype=object)
+    obj[:] = [np.zeros((1, 10)), _Payload(marker)]
+    np.save(tmp_path / "obj.npy", obj, allow_pickle=True)  # an object array: pickle inside a .npy
+    (tmp_path / "raw.npy").write_bytes(pickle.dumps(_Payload(marker)))  # a bare pickle named .npy
+    (tmp_path / "obj.npz").write_bytes(b"")
+    np.savez(tmp_path / "obj.npz", positions=obj, lengths=np.array([10]))
+    for name in ("obj.npy", "raw.npy", "obj.npz"):
+        with pytest.raises(TrajectoryFormatError, match="never unpickles"):
+            read_trajectories(tmp_path / name)
+    assert not marker.exists()
 
 
 def test_csv_long_format(tmp_path):
@@ -163,10 +194,8 @@ def test_npy_errors(tmp_path):
     np.save(p, np.zeros(20))
     with _raises(p, "file", "expected shape"):
         read_trajectories(p)
-    obj = np.empty(2, dtype=object)
-    obj[:] = [np.zeros((1, 10)), np.zeros((1, 3))]
-    np.save(p, obj, allow_pickle=True)
-    with _raises(p, "trajectory 1", "3 points"):
+    p.write_bytes(b"\x93NUMPY\x01\x00garbage")
+    with _raises(p, "file", "not a readable array"):
         read_trajectories(p)
     np.save(p, np.array([["a"] * 10]))
     with _raises(p, "trajectory 0", "expected a real"):
@@ -229,10 +258,11 @@ def test_failed_write_keeps_existing_file(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["task1.txt"]  # no temp file left behind
 
 
-@pytest.mark.parametrize("suffix", [".txt", ".npy", ".csv"])
+@pytest.mark.parametrize("suffix", [".txt", ".npy", ".npz", ".csv"])
 def test_write_read_round_trip_every_format(tmp_path, suffix):
     rng = np.random.default_rng(3)
-    for shapes in ([(2, 12), (2, 30)], [(3, 15), (3, 15)]):
+    ragged = [[(2, 12), (2, 30)]] if suffix != ".npy" else []  # a .npy holds one shape
+    for shapes in ragged + [[(3, 15), (3, 15)]]:
         trajs = [rng.normal(size=s) for s in shapes]
         path = tmp_path / f"t{len(shapes[0])}{shapes[1][1]}{suffix}"
         io.write_trajectories(path, trajs)
@@ -240,3 +270,26 @@ def test_write_read_round_trip_every_format(tmp_path, suffix):
         assert len(back) == len(trajs)
         for a, b in zip(trajs, back):
             np.testing.assert_array_equal(a, b)
+
+
+def test_npz_errors(tmp_path):
+    p = tmp_path / "r.npz"
+    np.savez(p, x=np.zeros(10))
+    with _raises(p, "file", "expected arrays positions and lengths"):
+        read_trajectories(p)
+    np.savez(p, positions=np.zeros((1, 25)), lengths=[10, 10])
+    with _raises(p, "lengths", "sum to 20, positions hold 25"):
+        read_trajectories(p)
+    np.savez(p, positions=np.zeros((1, 19)), lengths=[10, 9])
+    with _raises(p, "trajectory 1", "9 points"):
+        read_trajectories(p)
+    np.savez(p, positions=np.zeros((1, 20)), lengths=[10.0, 10.0])
+    with _raises(p, "lengths", "integer"):
+        read_trajectories(p)
+    p.write_bytes(b"PK\x03\x04 truncated")
+    with _raises(p, "file", "not a readable array"):
+        read_trajectories(p)
+    with _raises(tmp_path / "r.npy", "file", "holds trajectories of one shape"):
+        write_trajectories(tmp_path / "r.npy", [np.zeros((1, 10)), np.zeros((1, 11))])
+    with _raises(p, "trajectory 1", "holds one dimension"):
+        write_trajectories(p, [np.zeros((1, 10)), np.zeros((2, 10))])

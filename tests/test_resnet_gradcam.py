@@ -179,7 +179,7 @@ def test_cli_explain_task2_conv_transformer(tmp_path):
   checkpoint.write_meta(tmp_path / "ckpt", {"method": "all-lengths", "task": 2, "model": "conv_transformer",
                                             "model_config": dataclasses.asdict(config), "classes": list("ABCDE")})
   rng = np.random.default_rng(3)
-  io.write_trajectories(tmp_path / "t.npy", [rng.normal(size=(d, L)).cumsum(1) for d, L in ((1, 40), (2, 60), (3, 33))])
-  main(["explain", str(tmp_path / "t.npy"), "--checkpoint", str(tmp_path / "ckpt"), "--out", str(tmp_path / "ex")])
+  io.write_trajectories(tmp_path / "t.txt", [rng.normal(size=(d, L)).cumsum(1) for d, L in ((1, 40), (2, 60), (3, 33))])
+  main(["explain", str(tmp_path / "t.txt"), "--checkpoint", str(tmp_path / "ckpt"), "--out", str(tmp_path / "ex")])
   assert len(list((tmp_path / "ex").glob("trajectory_*.png"))) == 3
   assert (tmp_path / "ex" / "heat_by_class.png").stat().st_size > 0

@@ -3,14 +3,16 @@
 In memory a data set is a list of float arrays, each (dim, T_i). Formats:
 - `.txt`, the AnDi challenge format: one trajectory per line, `dim;x_1;...;x_T`; for dim > 1 all x,
   then all y, then all z (dim·T values after dim).
-- `.npy`: (n, T) for 1D, (n, dim, T), or an object array of (dim, T_i) arrays (loaded with pickle:
-  trusted files only).
+- `.npy`: (n, T) for 1D or (n, dim, T), a plain numeric array. Object (pickled) arrays are refused:
+  unpickling a file runs whatever code it holds.
+- `.npz`, ragged trajectories without pickle: `positions` (dim, total points) or (total points,) for 1D,
+  the trajectories one after another, and `lengths` (n,), each trajectory's number of points.
 - `.csv`, long format as tracking software exports it: a header with a trajectory id column (`traj`,
   `track_id` or `particle`), an optional time column (`frame` or `t`) and coordinates `x`[, `y`[, `z`]].
 - Reference/submission files: `dim;value` lines.
 
 Every malformed input raises TrajectoryFormatError naming the file and the line (text, csv) or the
-trajectory index (npy): never a silently wrong answer.
+trajectory index (npy, npz): never a silently wrong answer.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import csv
 import math
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -111,27 +114,24 @@ def _read_txt(path: Path) -> list[np.ndarray]:
     return trajs
 
 
-def _read_npy(path: Path) -> list[np.ndarray]:
+_NPZ_KEYS = ("positions", "lengths")
+_NO_PICKLE = ("holds Python objects (a pickled array); andi-jax never unpickles a data file, as unpickling "
+              "runs the code it holds: save ragged trajectories as .npz with 'positions' and 'lengths'")
+
+
+def _load_array(path: Path, what: str, load) -> np.ndarray:
+    """load() with every failure of a malformed file turned into one TrajectoryFormatError."""
     try:
-        arr = np.load(path, allow_pickle=False)
+        return load()
+    except TrajectoryFormatError:
+        raise
     except ValueError as e:
-        if "allow_pickle" not in str(e):
-            raise _fail(path, "file", f"not a readable .npy array ({e})") from None
-        arr = np.load(path, allow_pickle=True)  # object array of ragged trajectories
-    if arr.size == 0:
-        raise _fail(path, "file", "empty file")
-    if arr.dtype == object:
-        if arr.ndim != 1:
-            raise _fail(path, "file", f"an object array must be 1D (one entry per trajectory), got shape {arr.shape}")
-        items = [np.asarray(a) for a in arr]
-        items = [a[None] if a.ndim == 1 else a for a in items]  # a bare (T,) entry is a 1D trajectory
-    elif arr.ndim == 2:
-        items = list(arr[:, None, :])
-    elif arr.ndim == 3:
-        items = list(arr)
-    else:
-        raise _fail(path, "file", f"expected shape (n, T) or (n, dim, T), got {arr.shape}")
-    transposed = arr.ndim == 3 and arr.shape[1] > 3 >= arr.shape[2]
+        raise _fail(path, what, _NO_PICKLE if "allow_pickle" in str(e) else f"not a readable array ({e})") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        raise _fail(path, what, f"not a readable array ({type(e).__name__}: {e})") from None
+
+
+def _checked_items(path: Path, items: list[np.ndarray], transposed: bool = False) -> list[np.ndarray]:
     for k, a in enumerate(items):
         try:
             _check_traj(a)
@@ -139,6 +139,43 @@ def _read_npy(path: Path) -> list[np.ndarray]:
             hint = " (is the array (n, T, dim)? expected (n, dim, T))" if transposed else ""
             raise _fail(path, f"trajectory {k}", str(e) + hint) from None
     return [a if a.dtype.kind == "f" else a.astype(np.float64) for a in items]
+
+
+def _read_npy(path: Path) -> list[np.ndarray]:
+    arr = _load_array(path, "file", lambda: np.load(path, allow_pickle=False))
+    if not isinstance(arr, np.ndarray):
+        raise _fail(path, "file", "a .npz archive named .npy; rename it to .npz")
+    if arr.size == 0:
+        raise _fail(path, "file", "empty file")
+    if arr.ndim == 2:
+        items = list(arr[:, None, :])
+    elif arr.ndim == 3:
+        items = list(arr)
+    else:
+        raise _fail(path, "file", f"expected shape (n, T) or (n, dim, T), got {arr.shape}")
+    return _checked_items(path, items, transposed=arr.ndim == 3 and arr.shape[1] > 3 >= arr.shape[2])
+
+
+def _read_npz(path: Path) -> list[np.ndarray]:
+    def load():
+        with np.load(path, allow_pickle=False) as f:
+            if not isinstance(f, np.lib.npyio.NpzFile) or sorted(f.files) != sorted(_NPZ_KEYS):
+                names = f.files if isinstance(f, np.lib.npyio.NpzFile) else "a single array"
+                raise _fail(path, "file", f"expected arrays {' and '.join(_NPZ_KEYS)}, got {names}")
+            return f["positions"], f["lengths"]
+
+    positions, lengths = _load_array(path, "file", load)
+    if positions.ndim == 1:
+        positions = positions[None]
+    if positions.dtype.kind not in "fiu" or positions.ndim != 2 or not 1 <= positions.shape[0] <= 3:
+        raise _fail(path, "positions", f"expected a real (dim, total points) array with dim 1-3, got dtype "
+                                       f"{positions.dtype} shape {positions.shape}")
+    if lengths.dtype.kind not in "iu" or lengths.ndim != 1 or lengths.size == 0:
+        raise _fail(path, "lengths", f"expected a non-empty 1D integer array, got dtype {lengths.dtype} "
+                                     f"shape {lengths.shape}")
+    if np.any(lengths < 0) or lengths.sum() != positions.shape[1]:
+        raise _fail(path, "lengths", f"lengths sum to {lengths.sum()}, positions hold {positions.shape[1]} points")
+    return _checked_items(path, np.split(positions, np.cumsum(lengths)[:-1], axis=1))
 
 
 def _read_csv(path: Path) -> list[np.ndarray]:
@@ -192,11 +229,11 @@ def _read_csv(path: Path) -> list[np.ndarray]:
 
 
 def read_trajectories(path: str | os.PathLike) -> list[np.ndarray]:
-    """Trajectories from a .txt (challenge), .npy or .csv file, each a float array (dim, T_i)."""
+    """Trajectories from a .txt (challenge), .npy, .npz or .csv file, each a float array (dim, T_i)."""
     path = Path(path)
-    readers = {".txt": _read_txt, ".npy": _read_npy, ".csv": _read_csv}
+    readers = {".txt": _read_txt, ".npy": _read_npy, ".npz": _read_npz, ".csv": _read_csv}
     if path.suffix.lower() not in readers:
-        raise _fail(path, "file", f"unsupported suffix {path.suffix!r}; expected .txt, .npy or .csv")
+        raise _fail(path, "file", f"unsupported suffix {path.suffix!r}; expected .txt, .npy, .npz or .csv")
     return readers[path.suffix.lower()](path)
 
 
@@ -215,22 +252,35 @@ def read_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return np.array(dims, dtype=np.int64), np.array(values, dtype=np.float64)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    # Temp file beside the target, then os.replace: a failure never leaves a partial or lost file.
+def _write_atomic(path: Path, write, mode: str = "w") -> None:
+    """write(file) into a temp file beside the target, then os.replace: a failure never leaves a partial or
+    lost file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
 
 
-def write_trajectories(path: str | os.PathLike, trajs: Iterable[np.ndarray]) -> None:
-    """Write (dim, T_i) trajectories by suffix: challenge text (.txt), .npy or long-format .csv.
+def _write_text(path: Path, lines: list[str]) -> None:
+    _write_atomic(path, lambda f: f.write("\n".join(lines) + "\n"))
 
-    .npy holds an (n, dim, T) array when all shapes agree, else an object array of (dim, T_i) arrays.
+
+def _one_dim(path: Path, trajs: list[np.ndarray], fmt: str) -> int:
+    dim = trajs[0].shape[0]
+    for k, a in enumerate(trajs):
+        if a.shape[0] != dim:
+            raise _fail(path, f"trajectory {k}", f"a {fmt} holds one dimension; got {a.shape[0]}D beside {dim}D")
+    return dim
+
+
+def write_trajectories(path: str | os.PathLike, trajs: Iterable[np.ndarray]) -> None:
+    """Write (dim, T_i) trajectories by suffix: challenge text (.txt), .npy, .npz or long-format .csv.
+
+    .npy holds an (n, dim, T) array, so all shapes must agree; .npz holds ragged ones (module docstring).
     """
     path = Path(path)
     trajs = [np.asarray(a) for a in trajs]
@@ -243,32 +293,25 @@ def write_trajectories(path: str | os.PathLike, trajs: Iterable[np.ndarray]) -> 
         raise _fail(path, "file", "no trajectories to write")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        if len({a.shape for a in trajs}) == 1:
-            arr = np.stack(trajs)
-        else:
-            arr = np.empty(len(trajs), dtype=object)
-            arr[:] = trajs
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, arr, allow_pickle=arr.dtype == object)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        shapes = sorted({a.shape for a in trajs})
+        if len(shapes) > 1:
+            raise _fail(path, "file", f"a .npy holds trajectories of one shape, got {shapes[:3]}...: use .npz")
+        _write_atomic(path, lambda f: np.save(f, np.stack(trajs), allow_pickle=False), "wb")
+        return
+    if suffix == ".npz":
+        _one_dim(path, trajs, ".npz")
+        _write_atomic(path, lambda f: np.savez(f, positions=np.concatenate(trajs, axis=1),
+                                               lengths=np.array([a.shape[1] for a in trajs], np.int64)), "wb")
         return
     if suffix == ".csv":
-        dim = max(a.shape[0] for a in trajs)
+        dim = _one_dim(path, trajs, ".csv")
         lines = ["traj,frame," + ",".join("xyz"[:dim])]
         for k, a in enumerate(trajs):
-            if a.shape[0] != dim:
-                raise _fail(path, f"trajectory {k}", f"a .csv holds one dimension; got {a.shape[0]}D beside {dim}D")
             lines += [f"{k},{t}," + ",".join(map(repr, col)) for t, col in enumerate(a.astype(np.float64).T.tolist())]
-        _write_atomic(path, "\n".join(lines) + "\n")
+        _write_text(path, lines)
         return
     # repr of a python float is the shortest string that reads back to the same value
-    lines = [";".join([str(a.shape[0]), *map(repr, a.astype(np.float64).ravel().tolist())]) for a in trajs]
-    _write_atomic(path, "\n".join(lines) + "\n")
+    _write_text(path, [";".join([str(a.shape[0]), *map(repr, a.astype(np.float64).ravel().tolist())]) for a in trajs])
 
 
 def write_labels(path: str | os.PathLike, dims: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray, fmt: str = "%.6g") -> None:
@@ -282,4 +325,4 @@ def write_labels(path: str | os.PathLike, dims: Sequence[int] | np.ndarray, valu
         if d not in (1, 2, 3) or not math.isfinite(v):
             raise _fail(path, f"entry {k}", f"dimension {d!r} must be 1, 2 or 3 and value {v!r} finite")
         lines.append(f"{int(d)};{fmt % v}")
-    _write_atomic(path, "\n".join(lines) + "\n")
+    _write_text(path, lines)
