@@ -14,9 +14,43 @@ def _lengths(text: str) -> tuple[int, ...]:
   return tuple(int(v) for v in text.split(","))
 
 
+def _check_counts(args):
+  """--n and --workers (when given) count at least one."""
+  for option, value in (("--n", args.n), ("--workers", args.workers)):
+    if value is not None and value < 1:
+      sys.exit(f"error: {option} {value}: must be at least 1")
+
+
+def _check_in(path):
+  """Refuses a missing input or a directory in its place."""
+  if not os.path.exists(path):
+    sys.exit(f"error: {path}: no such file")
+  if os.path.isdir(path):
+    sys.exit(f"error: {path}: is a directory, not a file")
+
+
+def _check_out(path, what="--out", *, directory=False, inputs=()):
+  """Refuses, before any work, an output that cannot be written as asked: a directory where a file goes (or
+  the reverse), one of the inputs, or a location that is missing or not writable. An output directory's
+  missing parents are created (as mkdir -p), so only its nearest existing ancestor must be writable."""
+  if os.path.exists(path) and os.path.isdir(path) != directory:
+    sys.exit(f"error: {what} {path}: " + ("exists and is not a directory" if directory else "is a directory"))
+  if os.path.exists(path) and any(os.path.samefile(path, p) for p in inputs):
+    sys.exit(f"error: {what} {path}: is the input file; writing there would destroy it")
+  parent = path if os.path.isdir(path) else os.path.dirname(os.path.normpath(path)) or "."
+  while directory and not os.path.exists(parent) and os.path.dirname(parent) not in ("", parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    sys.exit(f"error: {what} {path}: {parent} is not an existing directory")
+  if not os.access(parent, os.W_OK | os.X_OK):
+    sys.exit(f"error: {what} {path}: directory {parent} is not writable")
+
+
 def cmd_generate(args):
   from andi_jax.data import io
   from andi_jax.data.recipe import Recipe, generate
+  _check_counts(args)
+  _check_out(args.out, directory=True)
   ds = generate(Recipe(n=args.n, dim=args.dim, seed=args.seed), workers=args.workers, cache_dir=args.cache)
   os.makedirs(args.out, exist_ok=True)
   io.write_trajectories(os.path.join(args.out, "task1.txt"), ds.trajectories())
@@ -32,6 +66,8 @@ def cmd_train(args):
   onthefly = args.data == "onthefly"
   if args.streams is not None and (not onthefly or args.streams < 1 or args.folds % args.streams):
     sys.exit(f"error: --streams {args.streams} needs --data onthefly and must divide --folds ({args.folds})")
+  _check_counts(args)
+  _check_out(args.checkpoint, "--checkpoint", directory=True)
   steps_per_epoch = args.steps_per_epoch or (200 if onthefly else None)  # on the fly an epoch is a choice
   config = TrainConfig(task="regression" if args.task == 1 else "classification", batch_size=args.batch,
                        max_epochs=args.epochs, seed=args.seed, checkpoint_every=args.checkpoint_every,
@@ -42,7 +78,7 @@ def cmd_train(args):
     x, length = prepare([t[0] for t in ds.trajectories()])
     out = train_all_lengths(x, length, ds.alpha if args.task == 1 else ds.model, args.checkpoint,
                             task=args.task, model_name=args.model, folds=args.folds, train_config=config,
-                            time_budget=args.time_budget, onthefly=onthefly, streams=args.streams)
+                            time_budget=args.time_budget, onthefly=onthefly, streams=args.streams, force=args.force)
     name = "MAE" if args.task == 1 else "error rate"
     print(f"validation {name} per fold {np.round(out['val_metric'], 4).tolist()} after {out['epochs']} "
           f"epochs (padding waste {out['padding_waste']:.0%})")
@@ -54,7 +90,7 @@ def cmd_train(args):
   ds = generate(Recipe(n=args.n, dim=1, seed=args.seed, keep=max(lengths)), workers=args.workers,
                 cache_dir=args.cache)
   rows = train_lengths(ds.x[:, 0], ds.alpha, lengths, args.checkpoint, folds=args.folds, train_config=config,
-                       time_budget=args.time_budget, onthefly=onthefly, streams=args.streams)
+                       time_budget=args.time_budget, onthefly=onthefly, streams=args.streams, force=args.force)
   for r in rows:
     print(f"length {r['length']:4d}: validation MAE {r['val_mae']:.4f} after {r['epochs']} epochs "
           f"(group {r['group']}, padding waste {r['padding_waste']:.0%})")
@@ -63,19 +99,30 @@ def cmd_train(args):
 def cmd_predict(args):
   from andi_jax import infer
   from andi_jax.data import io
-  trajs = io.read_trajectories(args.input)
+  _check_in(args.input)
+  _check_out(args.out, inputs=[args.input])
+  table = args.out.lower().endswith(".csv")  # one CSV of track ids and predictions, else the challenge format
+  proba = os.path.splitext(args.out)[0] + ".proba.csv"  # Task 2: the class probabilities beside the labels
+  if args.task == 2 and not table:
+    _check_out(proba, "--out's class probabilities", inputs=[args.input])
+  ids, trajs = io.read_tracks(args.input, gaps=args.gaps)
   predictor = infer.load(args.checkpoint)
   if predictor.task != args.task:
     sys.exit(f"error: {args.checkpoint} holds a Task {predictor.task} model; --task {args.task} was asked")
   out = predictor.predict(trajs, progress=True)
   dims = np.array([t.shape[0] for t in trajs])
+  if table:
+    columns = ({"alpha": out} if args.task == 1 else
+               {"label": out.argmax(1), **{c: out[:, k] for k, c in enumerate(predictor.classes)}})
+    io.write_table(args.out, ["track_id", "dim", *columns], [ids, dims, *columns.values()])
+    print(f"wrote {len(out)} predictions with their track ids to {args.out}")
+    return
   if args.task == 1:
     io.write_labels(args.out, dims, out, fmt="%.4f")
     print(f"wrote {len(out)} predictions to {args.out}")
     return
   # Task 2: the submission holds the labels; a CSV beside it the five class probabilities.
   io.write_labels(args.out, dims, out.argmax(1), fmt="%d")
-  proba = os.path.splitext(args.out)[0] + ".proba.csv"
   np.savetxt(proba, np.column_stack([dims, out.argmax(1), out]), delimiter=",", comments="",
              fmt=["%d", "%d"] + ["%.5f"] * out.shape[1], header=",".join(["dim", "label", *predictor.classes]))
   print(f"wrote {len(out)} labels to {args.out} and class probabilities to {proba}")
@@ -90,6 +137,8 @@ def _layer(text):
 def cmd_explain(args):
   from andi_jax.data import io
   from andi_jax.explain.report import Classifier, explain
+  _check_in(args.input)
+  _check_out(args.out, directory=True)
   trajs = io.read_trajectories(args.input)
   try:
     classifier = Classifier.load(args.checkpoint)
@@ -101,16 +150,39 @@ def cmd_explain(args):
         f"heat_by_class.png; predicted {out['counts']}")
 
 
+def _labels(path, task: int):
+  """(dims, values) of a dim;value file; Task 2 values must be model indices."""
+  from andi_jax.data import io
+  from andi_jax.data.recipe import MODELS
+  dims, values = io.read_labels(path)
+  if task == 2:
+    bad = np.flatnonzero((values != np.round(values)) | (values < 0) | (values >= len(MODELS)))
+    if bad.size:
+      sys.exit(f"error: {path}: line {bad[0] + 1}: Task 2 label {values[bad[0]]:g} is not an integer "
+               f"0..{len(MODELS) - 1}")
+  return dims, values
+
+
 def cmd_evaluate(args):
   from andi_jax import metrics
   from andi_jax.data import io
-  _, pred = io.read_labels(args.pred)
-  _, ref = io.read_labels(args.ref)
-  if len(pred) != len(ref):
-    sys.exit(f"error: {args.pred} has {len(pred)} lines but {args.ref} has {len(ref)}")
+  for path in filter(None, (args.pred, args.ref, args.trajs)):
+    _check_in(path)
+  pred_dims, pred = _labels(args.pred, args.task)
+  ref_dims, ref = _labels(args.ref, args.task)
+  trajs = io.read_trajectories(args.trajs) if args.trajs else None
+  counts = [(args.pred, len(pred), "lines"), (args.ref, len(ref), "lines")]
+  if trajs is not None:
+    counts.append((args.trajs, len(trajs), "trajectories"))
+  if len({n for _, n, _ in counts}) > 1:
+    sys.exit("error: counts differ: " + ", ".join(f"{path} has {n} {unit}" for path, n, unit in counts))
+  differ = np.flatnonzero(pred_dims != ref_dims)
+  if differ.size:
+    i = differ[0]
+    sys.exit(f"error: {args.pred}: line {i + 1}: dimension {pred_dims[i]}, but {args.ref} line {i + 1} has "
+             f"dimension {ref_dims[i]}")
   metric, name = (metrics.mae, "MAE") if args.task == 1 else (metrics.f1_micro, "F1 (micro)")
-  lengths = (np.array([t.shape[1] for t in io.read_trajectories(args.trajs)]) if args.trajs
-             else np.zeros(len(ref), int))
+  lengths = np.array([t.shape[1] for t in trajs]) if trajs is not None else np.zeros(len(ref), int)
   rows = metrics.by_length(metric, pred, ref, lengths)
   print(f"| length bucket | n | {name} |\n|---|---|---|")
   for r in rows if args.trajs else rows[:1]:
@@ -122,6 +194,7 @@ def cmd_benchmark(args):
   if args.what == "all":
     from andi_jax import bench_suite
     mode = "quick" if args.quick else args.mode
+    _check_out(args.out, directory=True)
     bench_suite.run(bench_suite.MODES[mode], args.out, mode=mode, only=tuple(args.only))
     print(f"wrote {os.path.join(args.out, 'RESULTS.md')}, results.json, results.png")
     return
@@ -134,6 +207,7 @@ def cmd_benchmark(args):
 
 def cmd_demo(args):
   from andi_jax import task1
+  _check_out(args.workdir, "--workdir", directory=True)
   config = task1.Task1Config(lengths=(10, 20, 50, 100), train_n=20_000, test_n=3_000, group_time_budget=90.0)
   summary = task1.run(config, args.workdir)
   print(summary["table"])
@@ -197,16 +271,22 @@ def main(argv=None):
   p.add_argument("--steps-per-epoch", type=int, default=None,
                  help="steps between validations (default: one pass over the data; 200 on the fly)")
   p.add_argument("--checkpoint", required=True, help="output directory (resumed if it holds a run)")
+  p.add_argument("--force", action="store_true",
+                 help="resume a run even though its training or model configuration differs from the saved one")
   p.set_defaults(func=cmd_train)
 
-  p = sub.add_parser("predict", help="alpha (task 1) or diffusion model (task 2) per trajectory of a .txt/.npy/.csv file")
+  p = sub.add_parser("predict", help="alpha (task 1) or diffusion model (task 2) per trajectory of a .txt/.npy/.npz/.csv file")
   p.add_argument("input")
   p.add_argument("--checkpoint", required=True)
   p.add_argument("--task", type=int, default=1, choices=(1, 2))
-  p.add_argument("--out", required=True, help="submission file of dim;value lines (task 2: also OUT.proba.csv)")
+  p.add_argument("--out", required=True,
+                 help="submission file of dim;value lines (task 2: also OUT.proba.csv); a .csv: one row per "
+                      "trajectory with its track id, dim and prediction (task 2: label and probabilities)")
+  p.add_argument("--gaps", default="refuse", choices=("refuse", "split"),
+                 help=".csv input: a track whose frames skip some is refused, or split into pieces ID:0, ID:1, ...")
   p.set_defaults(func=cmd_predict)
 
-  p = sub.add_parser("explain", help="Grad-CAM of a classifier on the trajectories of a .txt/.npy/.csv file: PNGs")
+  p = sub.add_parser("explain", help="Grad-CAM of a classifier on the trajectories of a .txt/.npy/.npz/.csv file: PNGs")
   p.add_argument("input")
   p.add_argument("--checkpoint", required=True, help="a Task 2 (train --lengths all --task 2) or eight-class checkpoint")
   p.add_argument("--out", required=True, help="directory for explained.csv, trajectory_NNNN.png, heat_by_class.png")
@@ -247,9 +327,13 @@ def main(argv=None):
 
   args = parser.parse_args(argv)
   from andi_jax.data.io import TrajectoryFormatError
+  from andi_jax.data.preprocess import UnpredictableTrajectory
+  from andi_jax.train.checkpoint import CheckpointError
+  from andi_jax.train.engine import ConfigMismatchError, NonFiniteError
   try:
     args.func(args)
-  except (TrajectoryFormatError, FileNotFoundError) as e:
+  except (TrajectoryFormatError, OSError, ConfigMismatchError, NonFiniteError, CheckpointError,
+          UnpredictableTrajectory) as e:
     sys.exit(f"error: {e}")
 
 

@@ -12,9 +12,13 @@ bucket for an all-lengths model) and cut into full batches plus one tail batch p
 a short ladder (batch, batch/2, batch/4, batch/8), so the jitted function compiles at most four
 times per width, whatever the mix of lengths and counts, and a small group is not padded to a
 full batch.
+
+A series (or seed 001 window) that is constant or not finite once standardised has no meaningful
+answer: predict refuses it (UnpredictableTrajectory, naming the trajectory) before any model runs.
 """
 
 import dataclasses
+import os
 from collections import defaultdict
 
 import jax
@@ -23,10 +27,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from andi_jax.data.io import MIN_POINTS
-from andi_jax.data.preprocess import left_pad, standardize
+from andi_jax.data.preprocess import UnpredictableTrajectory, left_pad, refuse_unpredictable, standardize
 from andi_jax.models import build_model
 from andi_jax.train import checkpoint
-from andi_jax.train.checkpoint import read_meta
+from andi_jax.train.checkpoint import CheckpointError, read_meta
 from andi_jax.train.engine import over_models
 from andi_jax.train.all_lengths import params_dir
 from andi_jax.train.per_length import CLIP, length_dir
@@ -77,15 +81,50 @@ class FoldForward:
 
 
 def _series(trajectories):
-  """Each axis of each trajectory as a 1D series, with the index of the trajectory it belongs to."""
-  series, owner = [], []
+  """Each axis of each trajectory as a 1D float64 series, the index of the trajectory it belongs to, and
+  name(series id, start, stop) for messages: "trajectory 3", "trajectory 3 (axis 1, points 0-44)"."""
+  series, owner, axes = [], [], []
   for i, traj in enumerate(trajectories):
-    for axis in np.atleast_2d(np.asarray(traj, np.float64)):
+    try:
+      with np.errstate(over="ignore"):  # positions beyond float64 become inf, refused as not finite
+        traj = np.atleast_2d(np.asarray(traj, np.float64))
+    except OverflowError:  # Python ints beyond float64
+      raise UnpredictableTrajectory(f"trajectory {i}: positions beyond the float64 range") from None
+    for a, axis in enumerate(traj):
       if len(axis) < MIN_POINTS:
         raise ValueError(f"trajectory {i} has {len(axis)} points; at least {MIN_POINTS} are needed")
       series.append(axis)
       owner.append(i)
-  return series, np.array(owner, dtype=np.int64)  # int even when empty
+      axes.append(a)
+  owner = np.array(owner, dtype=np.int64)  # int even when empty
+  dims = np.bincount(owner)
+
+  def name(sid, start=None, stop=None):
+    where = [f"axis {axes[sid]}"] if dims[owner[sid]] > 1 else []
+    where += [f"points {start}-{stop - 1}"] if start is not None else []
+    return f"trajectory {owner[sid]}" + (f" ({', '.join(where)})" if where else "")
+
+  return series, owner, name
+
+
+def _standardized(rows) -> list[np.ndarray]:
+  """standardize of each 1D row, computed for all rows of one length at once."""
+  out, by_length = [None] * len(rows), defaultdict(list)
+  for i, r in enumerate(rows):
+    by_length[len(r)].append(i)
+  for ids in by_length.values():
+    for i, z in zip(ids, standardize(np.stack([rows[i] for i in ids]))):
+      out[i] = z
+  return out
+
+
+def _checked_series(trajectories):
+  """_series and each series standardised, after refusing (UnpredictableTrajectory) the first series that
+  is constant or not finite once standardised."""
+  series, owner, name = _series(trajectories)
+  standardized = _standardized(series)
+  refuse_unpredictable(standardized, name)
+  return series, standardized, owner, name
 
 
 def _mean_by_owner(values, owner, n):
@@ -96,13 +135,22 @@ def _mean_by_owner(values, owner, n):
 
 
 def load(path):
-  """The predictor a checkpoint directory's meta.json describes."""
-  method = read_meta(path)["method"]
+  """The predictor a checkpoint directory's meta.json describes; CheckpointError when it is broken."""
+  method = read_meta(path, "method")["method"]
   if method == "hnu-per-length":
     return Predictor.load(path)
   if method == "all-lengths":
     return AllLengthsPredictor.load(path)
-  raise ValueError(f"{path}/meta.json: unknown method {method!r}")
+  raise CheckpointError(f"{os.path.join(path, 'meta.json')}: unknown method {method!r}; known: "
+                        "'hnu-per-length', 'all-lengths'")
+
+
+def _model(path, meta):
+  """The network meta.json describes, or a CheckpointError naming the file."""
+  try:
+    return build_model(meta["model"], meta["model_config"])[0]
+  except (TypeError, ValueError) as e:
+    raise CheckpointError(f"{os.path.join(path, 'meta.json')}: cannot build its model ({e})") from None
 
 
 @dataclasses.dataclass
@@ -118,8 +166,8 @@ class Predictor:
 
   @classmethod
   def load(cls, path) -> "Predictor":
-    meta = read_meta(path)
-    model, _ = build_model(meta["model"], meta["model_config"])
+    meta = read_meta(path, "model", "model_config", "lengths", "scale", "clip")
+    model = _model(path, meta)
     params = {L: jax.device_put(checkpoint.load_params(length_dir(path, L))) for L in meta["lengths"]}
     if not params:
       raise ValueError(f"{path}: no trained lengths in meta.json")
@@ -139,17 +187,25 @@ class Predictor:
     return Tn, [series_T] if Tn == T else [series_T[:Tn], series_T[T - Tn:]]
 
   def predict(self, trajectories, batch_size: int = 1024, progress: bool = False) -> np.ndarray:
-    """alpha for each trajectory (list of (dim, T) or (T,) arrays), in input order."""
-    series, owner = _series(trajectories)
-    by_length = defaultdict(list)  # trained length -> [(series id, window)]
+    """alpha for each trajectory (list of (dim, T) or (T,) arrays), in input order.
+
+    UnpredictableTrajectory, before any model runs, for a series or a window of one that is constant or
+    not finite once standardised."""
+    series, _, owner, name = _checked_series(trajectories)
+    plan = []  # (series id, trained length, first point) of each window
     for sid, s in enumerate(series):
       Tn, wins = self.windows(s)
-      by_length[Tn] += [(sid, w) for w in wins]
+      plan += [(sid, Tn, start) for start in (0, len(s) - Tn)[:len(wins)]]  # first Tn points, last Tn
+    windows = _standardized([series[sid][start:start + Tn] for sid, Tn, start in plan])
+    refuse_unpredictable(windows, lambda k: name(plan[k][0], plan[k][2], plan[k][2] + plan[k][1]))
+    by_length = defaultdict(list)  # trained length -> indices into plan
+    for k, (_, Tn, _) in enumerate(plan):
+      by_length[Tn].append(k)
     sums, counts = np.zeros(len(series)), np.zeros(len(series))
     for Tn in tqdm(sorted(by_length), desc="predict", disable=not progress, leave=False):
-      items = by_length[Tn]
-      x, length = left_pad(standardize(np.stack([w for _, w in items])), Tn)  # the trained shape
-      ids = np.array([sid for sid, _ in items])
+      ks = by_length[Tn]
+      x, length = left_pad([windows[k] for k in ks], Tn)  # the trained shape
+      ids = np.array([plan[k][0] for k in ks])
       np.add.at(sums, ids, self.forward.run(self.params[Tn], x, length, batch_size))
       np.add.at(counts, ids, 1)
     alpha_series = np.clip(sums / counts * self.scale, *self.clip)
@@ -167,8 +223,8 @@ class AllLengthsPredictor:
 
   @classmethod
   def load(cls, path) -> "AllLengthsPredictor":
-    meta = read_meta(path)
-    model, _ = build_model(meta["model"], meta["model_config"])
+    meta = read_meta(path, "model", "model_config", "task", "classes")
+    model = _model(path, meta)
     params = jax.device_put(checkpoint.load_params(params_dir(path)))
     return cls(model, params, meta["task"], tuple(meta["classes"]) if meta["classes"] else None)
 
@@ -176,13 +232,15 @@ class AllLengthsPredictor:
     self.forward = FoldForward(self.model, classify=self.task == 2)
 
   def predict(self, trajectories, batch_size: int = 1024, progress: bool = False) -> np.ndarray:
-    """Task 1: alpha (n,) clipped to the challenge range; task 2: class probabilities (n, 5)."""
-    series, owner = _series(trajectories)
+    """Task 1: alpha (n,) clipped to the challenge range; task 2: class probabilities (n, 5).
+
+    UnpredictableTrajectory, before any model runs, for a series constant or not finite once standardised."""
+    series, standardized, owner, _ = _checked_series(trajectories)
     width = np.array([bucket_of(len(s)) for s in series])
     out = np.zeros((len(series), len(self.classes)) if self.task == 2 else len(series))
     for w in tqdm(np.unique(width), desc="predict", disable=not progress, leave=False):
       ids = np.flatnonzero(width == w)
-      x, length = left_pad([standardize(series[i][None])[0] for i in ids], int(w))
+      x, length = left_pad([standardized[i] for i in ids], int(w))
       out[ids] = self.forward.run(self.params, x, length, batch_size)
     out = _mean_by_owner(out, owner, len(trajectories))
     return np.clip(out, *CLIP) if self.task == 1 else out

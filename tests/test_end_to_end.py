@@ -1,5 +1,6 @@
 """generate -> train -> kill -> resume -> predict -> evaluate, through the installed command line."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -7,9 +8,14 @@ import sys
 import time
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from andi_jax.data import io
+from andi_jax.models import build_model
+from andi_jax.train import checkpoint
+from andi_jax.train.all_lengths import params_dir
 from andi_jax.train.checkpoint import read_meta
 
 CLI = [sys.executable, "-m", "andi_jax.cli"]
@@ -68,3 +74,26 @@ def test_train_refuses_streams_that_do_not_divide_the_folds(tmp_path):
                                  "--checkpoint", str(tmp_path)], capture_output=True, text=True)
   assert result.returncode != 0 and "--streams 2" in result.stderr and "--folds (5)" in result.stderr
   assert not any(tmp_path.iterdir())  # refused before anything was generated or written
+
+
+def test_predict_csv_keeps_track_ids_and_refuses_gaps(tmp_path):
+  model, config = build_model("conv_transformer", {"width": 16, "heads": 2, "mlp": 32})
+  params = jax.jit(jax.vmap(lambda k: model.init(k, jnp.zeros((1, 64)), jnp.array([64]))["params"]))(
+      jax.random.split(jax.random.key(0), 2))
+  checkpoint.save_params(params_dir(tmp_path / "ckpt"), jax.tree.map(np.asarray, params))  # as training exports
+  checkpoint.write_meta(tmp_path / "ckpt", {"method": "all-lengths", "task": 1, "model": "conv_transformer",
+                                            "model_config": dataclasses.asdict(config), "widths": [32, 128],
+                                            "folds": 2, "classes": None, "data": "stored"})
+  rng = np.random.default_rng(0)
+  tracks = {"cell7": range(20), "cell9": [*range(12), *range(14, 26)]}  # cell9 skips frames 12-13
+  lines = ["track_id,frame,x,y"] + [f"{tid},{f},{rng.normal()},{rng.normal()}" for tid, fs in tracks.items() for f in fs]
+  (tmp_path / "tracks.csv").write_text("\n".join(lines) + "\n")
+  out = tmp_path / "pred.csv"
+  refused = subprocess.run(CLI + ["predict", str(tmp_path / "tracks.csv"), "--checkpoint", str(tmp_path / "ckpt"),
+                                  "--out", str(out)], capture_output=True, text=True)
+  assert refused.returncode != 0 and "'cell9' jumps from frame 11 to 14" in refused.stderr and not out.exists()
+  run("predict", tmp_path / "tracks.csv", "--checkpoint", tmp_path / "ckpt", "--out", out, "--gaps", "split")
+  rows = [line.split(",") for line in out.read_text().splitlines()]
+  assert rows[0] == ["track_id", "dim", "alpha"] and [r[:2] for r in rows[1:]] == [["cell7", "2"], ["cell9:0", "2"],
+                                                                                  ["cell9:1", "2"]]
+  assert all(np.isfinite(float(r[2])) for r in rows[1:])

@@ -293,3 +293,21 @@ def test_npz_errors(tmp_path):
         write_trajectories(tmp_path / "r.npy", [np.zeros((1, 10)), np.zeros((1, 11))])
     with _raises(p, "trajectory 1", "holds one dimension"):
         write_trajectories(p, [np.zeros((1, 10)), np.zeros((2, 10))])
+
+
+def test_csv_gaps_are_refused_or_split_and_ids_kept(tmp_path):
+    frames = [*range(12), *range(15, 27)]  # track 'b' skips frames 12-14
+    lines = ["track_id,frame,x"] + [f"a,{f},{f * 0.5}" for f in range(11)] + [f"b,{f},{f}" for f in frames]
+    p = tmp_path / "gaps.csv"
+    p.write_text("\n".join(lines) + "\n")
+    with _raises(p, "line 25", "trajectory 'b' jumps from frame 11 to 15 .*--gaps split"):
+        read_trajectories(p)
+    ids, trajs = io.read_tracks(p, gaps="split")
+    assert ids == ["a", "b:0", "b:1"] and [a.shape[1] for a in trajs] == [11, 12, 12]
+    np.testing.assert_array_equal(trajs[2][0], np.arange(15, 27))
+    p.write_text("traj,frame,x\n" + "".join(f"0,{f + 0.5},{f}\n" for f in range(10)))
+    with _raises(p, "line 2", "frame 0.5 is not an integer"):
+        read_trajectories(p)
+    p.write_text("traj,t,x\n" + "".join(f"0,{0.1 * f!r},{f}\n" for f in [*range(10), 11]))  # times: the step is 0.1
+    with _raises(p, "line 12", "jumps from t 0.9 to 1.1"):
+        read_trajectories(p)

@@ -18,9 +18,11 @@ trajectory index (npy, npz): never a silently wrong answer.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import tempfile
+import tokenize
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -82,9 +84,24 @@ def _check_traj(a: np.ndarray) -> None:
         raise ValueError("contains NaN or inf")
 
 
+def _read_text(path: Path) -> str:
+    """The file's text; one TrajectoryFormatError for a directory, an unreadable or a non-UTF-8 file."""
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise _fail(path, "file", "is a directory, not a file") from None
+    except PermissionError:
+        raise _fail(path, "file", "not readable (permission denied)") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise _fail(path, f"line {line}", f"not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r})") from None
+
+
 def _dim_lines(path: Path) -> list[tuple[int, list[str]]]:
     """(line number, fields) of every line; rejects an empty file and empty lines."""
-    text = path.read_text()
+    text = _read_text(path)
     if not text.strip():
         raise _fail(path, "line 1", "empty file")
     lines = text.split("\n")
@@ -127,7 +144,7 @@ def _load_array(path: Path, what: str, load) -> np.ndarray:
         raise
     except ValueError as e:
         raise _fail(path, what, _NO_PICKLE if "allow_pickle" in str(e) else f"not a readable array ({e})") from None
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
+    except (OSError, EOFError, KeyError, MemoryError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile) as e:
         raise _fail(path, what, f"not a readable array ({type(e).__name__}: {e})") from None
 
 
@@ -178,63 +195,107 @@ def _read_npz(path: Path) -> list[np.ndarray]:
     return _checked_items(path, np.split(positions, np.cumsum(lengths)[:-1], axis=1))
 
 
-def _read_csv(path: Path) -> list[np.ndarray]:
-    with open(path, newline="") as f:
-        rows = csv.reader(f)
-        header = next(rows, None)
-        if not header or not any(h.strip() for h in header):
-            raise _fail(path, "line 1", "empty file" if header is None else "empty header line")
-        names = [h.strip().lower() for h in header]
-        id_col = next((names.index(c) for c in _ID_COLUMNS if c in names), None)
-        if id_col is None:
-            raise _fail(path, "line 1", f"missing trajectory id column (one of {', '.join(_ID_COLUMNS)}); header {header}")
-        t_col = next((names.index(c) for c in _TIME_COLUMNS if c in names), None)
-        present = [c in names for c in _COORDS]
-        if present not in ([True, False, False], [True, True, False], [True, True, True]):
-            raise _fail(path, "line 1", f"coordinate columns must be x, x,y or x,y,z; header {header}")
-        coord_cols = [names.index(c) for c, p in zip(_COORDS, present) if p]
-        numeric_cols = coord_cols + ([t_col] if t_col is not None else [])
+def _read_csv(path: Path, gaps: str) -> tuple[list[str], list[np.ndarray]]:
+    rows = csv.reader(io.StringIO(_read_text(path), newline=""))
+    try:
+        return _parse_csv(path, rows, gaps)
+    except csv.Error as e:
+        raise _fail(path, f"line {rows.line_num}", f"malformed CSV ({e})") from None
 
-        tracks: dict[str, list[tuple[int, list[float]]]] = {}  # id -> (line, [coords..., time])
-        for row in rows:
-            line = rows.line_num
-            if not row or not any(c.strip() for c in row):
-                raise _fail(path, f"line {line}", "empty line")
-            if len(row) != len(names):
-                raise _fail(path, f"line {line}", f"{len(row)} fields, header has {len(names)}")
-            values = []
-            for c in numeric_cols:
-                try:
-                    values.append(float(_parse_floats([row[c]])[0]))
-                except ValueError:
-                    raise _fail(path, f"line {line}", f"column {names[c]!r}: {row[c]!r} is not a finite number") from None
-            tracks.setdefault(row[id_col].strip(), []).append((line, values))
+
+def _parse_csv(path: Path, rows, gaps: str) -> tuple[list[str], list[np.ndarray]]:
+    header = next(rows, None)
+    if not header or not any(h.strip() for h in header):
+        raise _fail(path, "line 1", "empty file" if header is None else "empty header line")
+    names = [h.strip().lower() for h in header]
+    id_col = next((names.index(c) for c in _ID_COLUMNS if c in names), None)
+    if id_col is None:
+        raise _fail(path, "line 1", f"missing trajectory id column (one of {', '.join(_ID_COLUMNS)}); header {header}")
+    t_col = next((names.index(c) for c in _TIME_COLUMNS if c in names), None)
+    present = [c in names for c in _COORDS]
+    if present not in ([True, False, False], [True, True, False], [True, True, True]):
+        raise _fail(path, "line 1", f"coordinate columns must be x, x,y or x,y,z; header {header}")
+    coord_cols = [names.index(c) for c, p in zip(_COORDS, present) if p]
+    numeric_cols = coord_cols + ([t_col] if t_col is not None else [])
+
+    tracks: dict[str, list[tuple[int, list[float]]]] = {}  # id -> (line, [coords..., time])
+    for row in rows:
+        line = rows.line_num
+        if not row or not any(c.strip() for c in row):
+            raise _fail(path, f"line {line}", "empty line")
+        if len(row) != len(names):
+            raise _fail(path, f"line {line}", f"{len(row)} fields, header has {len(names)}")
+        values = []
+        for c in numeric_cols:
+            try:
+                values.append(float(_parse_floats([row[c]])[0]))
+            except ValueError:
+                raise _fail(path, f"line {line}", f"column {names[c]!r}: {row[c]!r} is not a finite number") from None
+        tracks.setdefault(row[id_col].strip(), []).append((line, values))
     if not tracks:
         raise _fail(path, "line 2", "empty file (header only)")
 
     dim = len(coord_cols)
-    trajs = []
+    ids, trajs = [], []
     for tid, pts in tracks.items():
-        first = pts[0][0]
+        segments = [pts]
         if t_col is not None:
-            pts = sorted(pts, key=lambda p: p[1][dim])
-            dup = next((b for a, b in zip(pts, pts[1:]) if a[1][dim] == b[1][dim]), None)
-            if dup is not None:
-                raise _fail(path, f"line {dup[0]}", f"trajectory {tid!r} has two points at time {dup[1][dim]:g}")
-        a = np.array([p[1][:dim] for p in pts], dtype=np.float64).T
-        if a.shape[1] < MIN_POINTS:
-            raise _fail(path, f"line {first}", f"trajectory {tid!r} has {a.shape[1]} points, fewer than {MIN_POINTS}")
-        trajs.append(a)
-    return trajs
+            segments = _segments(path, tid, sorted(pts, key=lambda p: p[1][dim]), dim, names[t_col], gaps)
+        for k, seg in enumerate(segments):
+            name = tid if len(segments) == 1 else f"{tid}:{k}"
+            a = np.array([p[1][:dim] for p in seg], dtype=np.float64).T
+            if a.shape[1] < MIN_POINTS:
+                raise _fail(path, f"line {seg[0][0]}", f"trajectory {name!r} has {a.shape[1]} points, fewer than {MIN_POINTS}")
+            ids.append(name)
+            trajs.append(a)
+    return ids, trajs
 
 
-def read_trajectories(path: str | os.PathLike) -> list[np.ndarray]:
-    """Trajectories from a .txt (challenge), .npy, .npz or .csv file, each a float array (dim, T_i)."""
+def _segments(path: Path, tid: str, pts: list, dim: int, column: str, gaps: str) -> list[list]:
+    """A track's points (sorted by time) cut at its gaps: frames must be consecutive integers, times evenly
+    spaced. gaps "refuse" raises on the first gap, "split" starts a new segment there."""
+    times = np.array([p[1][dim] for p in pts])
+    if column == "frame" and not np.all(times == np.round(times)):
+        k = int(np.flatnonzero(times != np.round(times))[0])
+        raise _fail(path, f"line {pts[k][0]}", f"trajectory {tid!r}: frame {times[k]:g} is not an integer")
+    steps = np.diff(times)
+    dup = np.flatnonzero(steps == 0)
+    if dup.size:
+        raise _fail(path, f"line {pts[dup[0] + 1][0]}", f"trajectory {tid!r} has two points at time {times[dup[0]]:g}")
+    unit = 1.0 if column == "frame" else (steps.min() if steps.size else 1.0)
+    cuts = np.flatnonzero(~np.isclose(steps, unit, rtol=1e-6, atol=0)) + 1
+    if cuts.size and gaps != "split":
+        k = cuts[0]
+        raise _fail(path, f"line {pts[k][0]}", f"trajectory {tid!r} jumps from {column} {times[k - 1]:g} to "
+                                             f"{times[k]:g} (a gap); --gaps split cuts tracks at their gaps")
+    return [pts[a:b] for a, b in zip([0, *cuts], [*cuts, len(pts)])]
+
+
+GAPS = ("refuse", "split")
+
+
+def read_tracks(path: str | os.PathLike, gaps: str = "refuse") -> tuple[list[str], list[np.ndarray]]:
+    """(ids, trajectories) from a .txt (challenge), .npy, .npz or .csv file, each a float array (dim, T_i).
+
+    ids: a .csv's track ids (with ':k' for the k-th piece of a track split at its gaps), else the indices.
+    gaps: what a .csv track whose frames skip some does, "refuse" (an error naming it) or "split".
+    """
+    if gaps not in GAPS:
+        raise ValueError(f"gaps must be one of {GAPS}, got {gaps!r}")
     path = Path(path)
-    readers = {".txt": _read_txt, ".npy": _read_npy, ".npz": _read_npz, ".csv": _read_csv}
-    if path.suffix.lower() not in readers:
+    readers = {".txt": _read_txt, ".npy": _read_npy, ".npz": _read_npz}
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return _read_csv(path, gaps)
+    if suffix not in readers:
         raise _fail(path, "file", f"unsupported suffix {path.suffix!r}; expected .txt, .npy, .npz or .csv")
-    return readers[path.suffix.lower()](path)
+    trajs = readers[suffix](path)
+    return [str(k) for k in range(len(trajs))], trajs
+
+
+def read_trajectories(path: str | os.PathLike, gaps: str = "refuse") -> list[np.ndarray]:
+    """The trajectories of read_tracks, without their ids."""
+    return read_tracks(path, gaps)[1]
 
 
 def read_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -312,6 +373,16 @@ def write_trajectories(path: str | os.PathLike, trajs: Iterable[np.ndarray]) -> 
         return
     # repr of a python float is the shortest string that reads back to the same value
     _write_text(path, [";".join([str(a.shape[0]), *map(repr, a.astype(np.float64).ravel().tolist())]) for a in trajs])
+
+
+def write_table(path: str | os.PathLike, header: Sequence[str], columns: Sequence[Sequence]) -> None:
+    """A CSV file of equal-length columns under `header` (floats written as %.6g), written atomically."""
+    path = Path(path)
+    if len(header) != len(columns) or len({len(c) for c in columns}) != 1:
+        raise _fail(path, "file", f"{len(header)} names for {len(columns)} columns of lengths {[len(c) for c in columns]}")
+    cell = lambda v: f"{v:.6g}" if isinstance(v, float) else str(v)
+    rows = zip(*(np.asarray(c).tolist() if isinstance(c, np.ndarray) else c for c in columns))
+    _write_text(path, [",".join(header)] + [",".join(cell(v) for v in row) for row in rows])
 
 
 def write_labels(path: str | os.PathLike, dims: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray, fmt: str = "%.6g") -> None:
