@@ -9,7 +9,7 @@ import numpy as np
 
 def _lengths(text: str) -> tuple[int, ...]:
   if text == "hnu":
-    from andi_jax.train.per_length import HNU_LENGTHS
+    from andi_jax.methods.per_length import HNU_LENGTHS
     return HNU_LENGTHS
   return tuple(int(v) for v in text.split(","))
 
@@ -73,7 +73,7 @@ def cmd_train(args):
                        max_epochs=args.epochs, seed=args.seed, checkpoint_every=args.checkpoint_every,
                        steps_per_epoch=steps_per_epoch)
   if args.lengths == "all":  # one model for lengths 10..999 (the recipe's cut lengths)
-    from andi_jax.train.all_lengths import prepare, train_all_lengths
+    from andi_jax.methods.all_lengths import prepare, train_all_lengths
     ds = generate(Recipe(n=args.n, dim=1, seed=args.seed), workers=args.workers, cache_dir=args.cache)
     x, length = prepare([t[0] for t in ds.trajectories()])
     out = train_all_lengths(x, length, ds.alpha if args.task == 1 else ds.model, args.checkpoint,
@@ -85,7 +85,7 @@ def cmd_train(args):
     return
   if args.task != 1 or args.model != "lstm":
     sys.exit("error: per-length training is the seed-001 LSTM for Task 1; use --lengths all otherwise")
-  from andi_jax.train.per_length import train_lengths
+  from andi_jax.methods.per_length import train_lengths
   lengths = _lengths(args.lengths)
   ds = generate(Recipe(n=args.n, dim=1, seed=args.seed, keep=max(lengths)), workers=args.workers,
                 cache_dir=args.cache)
@@ -190,9 +190,9 @@ def cmd_evaluate(args):
 
 
 def cmd_benchmark(args):
-  from andi_jax import bench
+  from andi_jax.bench import measure as bench
   if args.what == "all":
-    from andi_jax import bench_suite
+    from andi_jax.bench import suite as bench_suite
     mode = "quick" if args.quick else args.mode
     _check_out(args.out, directory=True)
     bench_suite.run(bench_suite.MODES[mode], args.out, mode=mode, only=tuple(args.only))
@@ -206,7 +206,7 @@ def cmd_benchmark(args):
 
 
 def cmd_demo(args):
-  from andi_jax import task1
+  from andi_jax.studies import task1
   _check_out(args.workdir, "--workdir", directory=True)
   config = task1.Task1Config(lengths=(10, 20, 50, 100), train_n=20_000, test_n=3_000, group_time_budget=90.0)
   summary = task1.run(config, args.workdir)
@@ -216,21 +216,11 @@ def cmd_demo(args):
   print(f"checkpoints: {os.path.join(args.workdir, 'lstm')}  plot: {os.path.join(args.workdir, 'pred_vs_true.png')}")
 
 
-def with_huge_pages(argv) -> None:
-  """Re-executes this process with glibc's transparent-huge-page option, unless already set.
-
-  XLA allocates large, short-lived buffers every step; first-touch page faults on them cost ~20% of
-  LSTM training time on the reference VM (benchmarks/RESULTS.md). glibc reads the option at start-up only.
-  """
-  tunables = os.environ.get("GLIBC_TUNABLES", "")
-  if sys.platform == "linux" and "glibc.malloc.hugetlb" not in tunables:
-    env = dict(os.environ, GLIBC_TUNABLES=":".join(filter(None, [tunables, "glibc.malloc.hugetlb=1"])))
-    os.execve(sys.executable, [sys.executable, *argv], env)
-
-
 def entry():
-  """The console script: huge pages, then the command line."""
-  with_huge_pages(["-m", "andi_jax.cli", *sys.argv[1:]])
+  """The console script: huge pages, the host devices, then the command line."""
+  from andi_jax import runtime
+  runtime.with_huge_pages(["-m", "andi_jax.cli", *sys.argv[1:]])
+  runtime.configure()
   main()
 
 

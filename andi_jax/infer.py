@@ -32,11 +32,10 @@ from andi_jax.models import build_model
 from andi_jax.train import checkpoint
 from andi_jax.train.checkpoint import CheckpointError, read_meta
 from andi_jax.train.engine import over_models
-from andi_jax.train.all_lengths import params_dir
-from andi_jax.train.per_length import CLIP, length_dir
+from andi_jax.methods.all_lengths import params_dir
+from andi_jax.methods.per_length import CLIP, length_dir
 
 BUCKETS = (16, 32, 64, 128, 256, 512, 1024)  # forward-only shapes: cheap to compile, little padding
-TRACES = defaultdict(int)  # (width, batch rows) -> times the batched forward was traced (tests read it)
 RUNGS = 4  # tail batches are padded to batch_size >> k for some k < RUNGS
 
 
@@ -49,8 +48,10 @@ class FoldForward:
   """The jitted fold-averaged forward of fixed-shape batches (class probabilities for classifiers)."""
 
   def __init__(self, model, classify: bool):
+    self.traces = defaultdict(int)  # (width, batch rows) -> times the batched forward was traced
+
     def forward(params_F, x_BxT, length_B):
-      TRACES[x_BxT.shape[::-1]] += 1  # runs only while tracing
+      self.traces[x_BxT.shape[::-1]] += 1  # runs only while tracing
       def apply(p):
         out = model.apply({"params": p}, x_BxT, length_B, train=False)
         return jax.nn.softmax(out) if classify else out[:, 0]

@@ -14,11 +14,11 @@ import argparse
 import os
 import time
 
-import andi_jax  # noqa: F401  (host device count before JAX starts)
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from andi_jax import runtime
 from andi_jax.goku import stuart_landau as sl
 
 CANDIDATES = (  # (solver, brownian, dt0)
@@ -131,4 +131,5 @@ def main():
 
 
 if __name__ == "__main__":
+  runtime.configure()
   main()

@@ -21,12 +21,14 @@ import os
 import shutil
 import sys
 
-from andi_jax import bench, infer, metrics
-from andi_jax.cli import with_huge_pages
+from andi_jax import runtime
+from andi_jax import infer, metrics
+
+from andi_jax.bench import measure as bench
 from andi_jax.data.recipe import Recipe, generate
-from andi_jax.equal_time import datasets, scales
+from andi_jax.studies.equal_time import datasets, scales
 from andi_jax.models.conv_transformer import ConvTransformerConfig
-from andi_jax.train.all_lengths import WIDTHS, prepare, train_all_lengths
+from andi_jax.methods.all_lengths import WIDTHS, prepare, train_all_lengths
 from andi_jax.train.engine import TrainConfig
 
 # The defaults first. Without pooling (max_tokens None) the model is the same function on lengths 10-64
@@ -113,7 +115,8 @@ def pooling(workdir, cache="experiments/results/cache"):
 
 
 if __name__ == "__main__":
-  with_huge_pages(sys.argv)  # the benchmarks' allocation setting: its speeds compare with RESULTS.md's
+  runtime.with_huge_pages(sys.argv)  # the benchmarks' allocation setting
+  runtime.configure()
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--workdir", default="experiments/results/convtransformer_sweep")
   parser.add_argument("--pooling", action="store_true", help="only the pooling comparison on lengths 100-999")

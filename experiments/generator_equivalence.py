@@ -11,12 +11,13 @@ checkpoints go to --workdir.
 import argparse
 import os
 
-import andi_jax  # noqa: F401  (sets the host device count before JAX starts)
 import jax
 
-from andi_jax import generator_equivalence
+from andi_jax import runtime
+from andi_jax.studies import generator_equivalence
 
 if __name__ == "__main__":
+  runtime.configure()
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--scale", choices=("cpu", "gpu"), default="cpu")
   parser.add_argument("--workdir", default="workdir/generator_equivalence")

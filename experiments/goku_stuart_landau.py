@@ -12,7 +12,8 @@ where it stopped, so adding a model to a finished run trains only that model.
 import argparse
 import dataclasses
 
-from andi_jax.goku.experiment import LABELS, ExperimentConfig, run
+from andi_jax import runtime
+from andi_jax.studies.goku_grid import LABELS, ExperimentConfig, run
 from andi_jax.goku.stuart_landau import DataConfig
 from andi_jax.goku.train import TrainConfig
 
@@ -46,6 +47,7 @@ CONFIGS = {
 }
 
 if __name__ == "__main__":
+  runtime.configure()
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--scale", choices=sorted(CONFIGS), default="cpu")
   parser.add_argument("--models", default=None, help=f"comma-separated subset of {','.join(LABELS)}")

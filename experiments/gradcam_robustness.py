@@ -11,9 +11,11 @@ accuracy_vs_noise.png, heat_by_class.png; the base models as a checkpoint in --w
 import argparse
 import dataclasses
 
-from andi_jax.explain import robustness
+from andi_jax import runtime
+from andi_jax.studies import gradcam_robustness as robustness
 
 if __name__ == "__main__":
+  runtime.configure()
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--scale", choices=("cpu", "paper"), default="cpu")
   parser.add_argument("--augment", choices=("rotate", "noise"), default="rotate",

@@ -15,14 +15,14 @@ import json
 import os
 import time
 
-import andi_jax  # noqa: F401  (sets the host device count before JAX starts)
 import jax
 import numpy as np
 
+from andi_jax import runtime
 from andi_jax.data.recipe import Recipe, generate
 from andi_jax.infer import Predictor
 from andi_jax.train.engine import TrainConfig
-from andi_jax.train.per_length import train_lengths
+from andi_jax.methods.per_length import train_lengths
 
 
 def test_maes(checkpoint_dir, length, trajectories, alpha, folds):
@@ -38,6 +38,7 @@ def test_maes(checkpoint_dir, length, trajectories, alpha, folds):
 
 
 if __name__ == "__main__":
+  runtime.configure()
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--length", type=int, default=10)
   parser.add_argument("--epochs", type=int, default=15, help="epochs of --steps-per-epoch steps, both runs")

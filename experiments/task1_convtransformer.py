@@ -6,7 +6,9 @@
 Writes experiments/results/task1_convtransformer/: results.md per length bucket, results.json, PNGs.
 """
 
-from andi_jax import equal_time
+from andi_jax import runtime
+from andi_jax.studies import equal_time
 
 if __name__ == "__main__":
+  runtime.configure()
   equal_time.main(task=1, doc=__doc__)

@@ -6,9 +6,10 @@
 
 import argparse
 
-from andi_jax import task1
+from andi_jax import runtime
+from andi_jax.studies import task1
 from andi_jax.train.engine import TrainConfig
-from andi_jax.train.per_length import HNU_LENGTHS
+from andi_jax.methods.per_length import HNU_LENGTHS
 
 CONFIGS = {
     # A handful of lengths spanning 10..999, small data, bounded time per ensemble.
@@ -21,6 +22,7 @@ CONFIGS = {
 }
 
 if __name__ == "__main__":
+  runtime.configure()
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--scale", choices=sorted(CONFIGS), default="cpu")

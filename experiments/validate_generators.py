@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from andi_jax import runtime
 from andi_jax.data import recipe
 from andi_jax.data import simulate as sim
-from andi_jax.data import validation as val
+from andi_jax.studies import generator_validation as val
 
 OUT = os.path.join(os.path.dirname(__file__), "results", "generators")
 
@@ -129,7 +130,7 @@ def report(replay_rows, stat_rows, args, seconds) -> str:
             "KS: two-sample against andi (events: "
             + ", ".join(f"{m.upper()} {what}" for m, what in val.STRUCTURE.items())
             + "); closed: the model's closed forms on the JAX output, Bonferroni-combined, each one's p in the "
-            "last column (see andi_jax/data/validation.py).", "",
+            "last column (see andi_jax/studies/generator_validation.py).", "",
             "| model | alpha | dim | n | KS TAMSD exp. | KS dx lag 1 | KS dx lag 10 | KS dx lag 100 | KS events | closed "
             "| closed form: each p |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -166,4 +167,5 @@ def main():
 
 
 if __name__ == "__main__":
+  runtime.configure()
   main()

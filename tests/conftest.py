@@ -14,7 +14,9 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
   atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
-import andi_jax  # noqa: E402, F401  (sets the host device count before JAX starts)
+from andi_jax import runtime  # noqa: E402
+
+runtime.configure()  # one host device per core, before JAX starts
 
 
 def walks(n, length, alpha, seed=0):

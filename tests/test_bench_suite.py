@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 from jax.extend import core
 
-from andi_jax import bench, bench_suite, bench_torch
+from andi_jax.bench import measure as bench
+
+from andi_jax.bench import torch_reference as bench_torch
+
+from andi_jax.bench import suite as bench_suite
 
 TINY = bench_suite.SuiteConfig(lengths=(10,), families=("lstm",), folds=2, batch=32, repeats=1, ragged_n=30,
                                ragged_max=30, generation_T=(20,), generation_n=10, generation_models=("sbm",),

@@ -10,7 +10,7 @@ import pytest
 from andi_jax import infer
 from andi_jax.train import checkpoint
 from andi_jax.train.checkpoint import MANIFEST, CheckpointError
-from andi_jax.train.per_length import length_dir
+from andi_jax.methods.per_length import length_dir
 
 PARAMS = {"dense": {"kernel": np.arange(12.0).reshape(3, 4), "bias": np.ones(4, np.float32)},
           "scale": np.array([2.5])}

@@ -9,7 +9,7 @@ from andi_jax.data.preprocess import left_pad, standardize
 from andi_jax.data.recipe import Recipe, generate
 from andi_jax.models import build_model
 from andi_jax.models.conv_transformer import WindowConv, _pool_words
-from andi_jax.train.all_lengths import prepare, train_all_lengths
+from andi_jax.methods.all_lengths import prepare, train_all_lengths
 from andi_jax.train.engine import TrainConfig
 
 SMALL = {"width": 32, "heads": 2, "mlp": 64, "strides": (2, 2)}
@@ -67,9 +67,9 @@ def test_predictor_compiles_once_per_bucket(model_params):
   rng = np.random.default_rng(1)
   trajs = [np.cumsum(rng.normal(size=L)) for L in rng.integers(33, 64, 40)]  # all in the 64 bucket
   first = pred.predict(trajs, batch_size=16)  # batches of 16, 16 and a tail of 8 rows
-  traces = dict(infer.TRACES)
+  traces = dict(pred.forward.traces)
   second = pred.predict(trajs[:7], batch_size=16)  # a different count, one tail batch of 8 rows
-  assert dict(infer.TRACES) == traces
+  assert dict(pred.forward.traces) == traces
   np.testing.assert_allclose(first[:7], second, atol=1e-6)  # independent of batch companions
   assert pred.predict([]).shape == (0,)
 

@@ -15,7 +15,7 @@ import numpy as np
 from andi_jax.data import io
 from andi_jax.models import build_model
 from andi_jax.train import checkpoint
-from andi_jax.train.all_lengths import params_dir
+from andi_jax.methods.all_lengths import params_dir
 from andi_jax.train.checkpoint import read_meta
 
 CLI = [sys.executable, "-m", "andi_jax.cli"]

@@ -14,7 +14,7 @@ import pytest
 from andi_jax.models import build_model
 from andi_jax.train.engine import (ConfigMismatchError, Ensemble, EnsembleData, NonFiniteError, TrainConfig,
                                    kfold_indices)
-from andi_jax.train.per_length import train_lengths
+from andi_jax.methods.per_length import train_lengths
 
 SMALL = {"hidden": 8, "layers": 2, "dropout": 0.2, "outputs": 1}
 

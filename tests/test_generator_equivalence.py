@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from andi_jax import generator_equivalence as ge
+from andi_jax.studies import generator_equivalence as ge
 from andi_jax.data.recipe import Dataset
 from andi_jax.train.engine import TrainConfig
 

@@ -8,7 +8,8 @@ import pytest
 
 from andi_jax.goku import stuart_landau as sl
 from andi_jax.goku.train import Schedule, TrainConfig, Trainer, naive, nrmse, plateau_update
-from andi_jax.models import goku, goku_baselines
+from andi_jax.goku import model as goku
+from andi_jax.goku import baselines as goku_baselines
 from andi_jax.train import checkpoint
 
 TINY = dict(obs_dim=16, hidden=16, rnn_input=8, z0_rnn=8, rnn_output=8, z0_latent=4, theta_latent=8,

@@ -52,12 +52,12 @@ def test_no_recompilation_and_batch_independence(predictor):
   first = predictor.predict(trajs, batch_size=8)
   for n in range(1, 5):  # 2n windows: every tail rung (8, 4, 2 rows) and a full batch
     predictor.predict(trajs[:n], batch_size=8)
-  traces = dict(infer.TRACES)
+  traces = dict(predictor.forward.traces)
   shapes = {k: v for k, v in traces.items() if k[0] == 45}
   assert {rows for _, rows in shapes} <= {8, 4, 2, 1} and set(shapes.values()) == {1}
   # Different counts, lengths and batch mates: same bucket, no new trace, same answers.
   again = predictor.predict(trajs[::-1][:13] + [rng.normal(size=50).cumsum()], batch_size=8)
-  assert dict(infer.TRACES) == traces
+  assert dict(predictor.forward.traces) == traces
   np.testing.assert_allclose(again[:13], first[::-1][:13], rtol=1e-5, atol=1e-6)
 
 

@@ -8,9 +8,9 @@ import pytest
 from andi_jax.data.simulate import DeviceRecipe, sample_recipe
 from andi_jax.models import build_model
 from andi_jax.train import checkpoint
-from andi_jax.train.all_lengths import params_dir, train_all_lengths
+from andi_jax.methods.all_lengths import params_dir, train_all_lengths
 from andi_jax.train.engine import Ensemble, TrainConfig
-from andi_jax.train.per_length import length_dir, train_lengths
+from andi_jax.methods.per_length import length_dir, train_lengths
 
 SMALL = {
     "lstm": {"hidden": 16, "layers": 2, "dropout": 0.0},

@@ -10,7 +10,7 @@ import pytest
 from andi_jax.data.recipe import allowed_alphas
 from andi_jax.models import build_model
 from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, validation_only
-from andi_jax.train.onthefly import bucket_sampler, per_length_sampler
+from andi_jax.train.samplers import bucket_sampler, per_length_sampler
 
 GRID = np.unique(np.concatenate([allowed_alphas(m) for m in ("attm", "ctrw", "fbm", "lw", "sbm")]))
 

@@ -9,12 +9,12 @@ import pytest
 
 from andi_jax.cli import main
 from andi_jax.data import eight_class, io
-from andi_jax.explain import robustness
+from andi_jax.studies import gradcam_robustness as robustness
 from andi_jax.explain.gradcam import GradCAM, Layer, default_layer, gradcam, stride
 from andi_jax.models import build_model
 from andi_jax.models.resnet import _Conv
 from andi_jax.train import checkpoint
-from andi_jax.train.all_lengths import params_dir
+from andi_jax.methods.all_lengths import params_dir
 from andi_jax.train.engine import TrainConfig
 
 TINY = {"width": 8, "blocks": (1, 1), "norm_groups": 4, "stem_kernel": 7, "kernel": 5}

@@ -6,11 +6,13 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from andi_jax.bench import generation
 import pytest
 
 from andi_jax.data import preprocess, recipe
 from andi_jax.data import simulate as sim
-from andi_jax.data import validation as val
+from andi_jax.studies import generator_validation as val
 
 GRID = recipe.ALPHA_GRID
 # grid ends, the middle, and the special values (alpha = 1: FBM's H = 1/2 shortcut; alpha = 2: LW's sigma)
@@ -188,6 +190,6 @@ def test_device_recipe_validates():
 
 
 def test_throughput_runs_tiny():
-  rows = sim.throughput(Ts=(20,), batch=8, repeats=1, andi_n=4, andi_repeats=1, workers=1, models=("sbm",))
+  rows = generation.throughput(Ts=(20,), batch=8, repeats=1, andi_n=4, andi_repeats=1, workers=1, models=("sbm",))
   assert [(r["model"], r["T"]) for r in rows] == [("sbm", 20), ("recipe", 20)]
   assert all(r["jax_per_s"] > 0 and r["andi_per_s"] > 0 for r in rows)

@@ -22,7 +22,7 @@ from andi_jax.explain.gradcam import GradCAM, Layer
 from andi_jax.infer import bucket_of
 from andi_jax.models import build_model
 from andi_jax.train import checkpoint
-from andi_jax.train.all_lengths import params_dir
+from andi_jax.methods.all_lengths import params_dir
 
 
 @dataclasses.dataclass

@@ -4,7 +4,7 @@ code (gabrevaya/TMLR_GOKU-UI; spec: ../shared/specs/GOKU_UI.md).
 stuart_landau.py  the latent SDE, its diffrax solve and the synthetic data set
 train.py          stacked runs (seeds x training-set sizes) trained by one jitted step; NRMSE
 experiment.py     reconstruction and forecast NRMSE against training-set size; table and plot
-The models are in andi_jax/models/goku.py (GOKU-UI, GOKU-basic) and goku_baselines.py.
+The models are in andi_jax/goku/model.py (GOKU-UI, GOKU-basic) and goku_baselines.py.
 
 Deviations from the Julia code:
 - SDE integrator: fixed-step stochastic Heun at dt0 = 0.0125 (4 steps per observation) on Brownian

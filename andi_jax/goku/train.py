@@ -35,7 +35,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from andi_jax.models.goku import init_params
+from andi_jax.goku.model import init_params
 from andi_jax.train import checkpoint
 from andi_jax.train.engine import over_models
 

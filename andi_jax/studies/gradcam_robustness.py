@@ -31,7 +31,7 @@ from andi_jax.explain import plots
 from andi_jax.explain.gradcam import GradCAM
 from andi_jax.models import build_model
 from andi_jax.train import checkpoint
-from andi_jax.train.all_lengths import params_dir
+from andi_jax.methods.all_lengths import params_dir
 from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig
 
 NOISE = (0.0, 0.3, 0.4, 0.5, 1.0)

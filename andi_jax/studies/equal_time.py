@@ -18,8 +18,8 @@ import numpy as np
 
 from andi_jax import infer, metrics
 from andi_jax.data.recipe import Recipe, generate
-from andi_jax.task1 import pred_vs_true_png
-from andi_jax.train.all_lengths import CLASSES, WIDTHS, prepare, train_all_lengths
+from andi_jax.studies.task1 import pred_vs_true_png
+from andi_jax.methods.all_lengths import CLASSES, WIDTHS, prepare, train_all_lengths
 from andi_jax.train.engine import TrainConfig
 
 LABELS = {"conv_transformer": "ConvTransformer", "lstm": "LSTM"}

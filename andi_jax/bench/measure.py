@@ -181,7 +181,7 @@ ONTHEFLY = ("stored", "onthefly", "onthefly_shared")  # the steps stored_and_ont
 def stored_and_onthefly(model_name: str, length: int, folds: int, batch: int, repeats: int = 10) -> dict:
   """Ensemble training trajectories per second on stored arrays and on batches simulated in the step,
   a data stream per member ("onthefly") or one shared by all ("onthefly_shared"), timed in turn."""
-  from andi_jax.train.onthefly import per_length_sampler
+  from andi_jax.train.samplers import per_length_sampler
   steps = [ensemble_step(model_name, length, folds, batch)]
   steps += [onthefly_step(model_name, length, folds, batch, per_length_sampler(1, [length] * folds, streams=n))
             for n in (None, 1)]
@@ -192,7 +192,7 @@ def stored_and_onthefly_buckets(model_name: str, widths, folds: int, batch: int,
   """As stored_and_onthefly in all-lengths training (train/all_lengths.py): lengths 10..999 in buckets of
   `widths`. Per bucket, its three steps timed in turn; last, the mix: each bucket's step time weighted
   by the share of steps the bucket sampler gives it (its share of the lengths)."""
-  from andi_jax.train.onthefly import bucket_lengths, bucket_sampler
+  from andi_jax.train.samplers import bucket_lengths, bucket_sampler
   samplers, spans = [bucket_sampler(1, widths, streams=n) for n in (None, 1)], bucket_lengths(widths)
   widths, weights = samplers[0].widths, samplers[0].weights  # the same for both
   rows = []

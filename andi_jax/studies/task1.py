@@ -11,7 +11,7 @@ from andi_jax import metrics
 from andi_jax.data.recipe import Recipe, generate
 from andi_jax.infer import Predictor
 from andi_jax.train.engine import TrainConfig
-from andi_jax.train.per_length import HNU_LENGTHS, train_lengths
+from andi_jax.methods.per_length import HNU_LENGTHS, train_lengths
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from andi_jax.models.goku import FluxLSTM, ResidualMLP, dense, fan_in_uniform
+from andi_jax.goku.model import FluxLSTM, ResidualMLP, dense, fan_in_uniform
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ from andi_jax.data.preprocess import left_pad, standardize
 from andi_jax.models import build_model
 from andi_jax.train import checkpoint
 from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices, untrained, validation_only
-from andi_jax.train.onthefly import bucket_sampler
+from andi_jax.train.samplers import bucket_sampler
 
 # Four training shapes: each costs a compilation of the training and of the validation step (tens of
 # seconds on a CPU), against about 30 % of the steps on padding for lengths uniform in 10..999.

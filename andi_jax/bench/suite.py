@@ -21,10 +21,13 @@ import time
 import jax
 import numpy as np
 
-from andi_jax import bench, bench_torch
+from andi_jax.bench import generation
+from andi_jax.bench import measure as bench
+
+from andi_jax.bench import torch_reference as bench_torch
 from andi_jax.data.preprocess import standardize
 from andi_jax.models import REGISTRY, build_model
-from andi_jax.train.all_lengths import WIDTHS
+from andi_jax.methods.all_lengths import WIDTHS
 from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices, resolved_mode
 
 
@@ -147,7 +150,7 @@ def torch_rows(config: SuiteConfig, log) -> list[dict]:
 def inference_rows(config: SuiteConfig, log) -> list[dict]:
   """Ragged recipe-like set (lengths 10-999) in memory -> predictions, per family, untrained weights."""
   from andi_jax import infer
-  from andi_jax.train.per_length import CLIP, HNU_LENGTHS, SCALE
+  from andi_jax.methods.per_length import CLIP, HNU_LENGTHS, SCALE
   rng = np.random.default_rng(2)
   trajs = [np.cumsum(rng.normal(size=L)) for L in rng.integers(10, config.ragged_max + 1, config.ragged_n)]
   rows = []
@@ -410,8 +413,7 @@ def run(config: SuiteConfig, outdir, mode: str = "full", log=print, only: tuple[
     section("torch", lambda: torch_rows(config, log))
   section("inference", lambda: inference_rows(config, log))
   if config.generation_T:
-    from andi_jax.data import simulate
-    section("generation", lambda: simulate.throughput(
+    section("generation", lambda: generation.throughput(
         Ts=config.generation_T, andi_n=config.generation_n, models=config.generation_models,
         repeats=config.repeats, andi_repeats=max(1, config.repeats // 3)))
   if config.onthefly_T:

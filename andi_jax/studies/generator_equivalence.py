@@ -23,7 +23,7 @@ from andi_jax import infer, metrics
 from andi_jax.data import simulate
 from andi_jax.data.preprocess import left_pad, standardize
 from andi_jax.data.recipe import MODELS, Recipe, generate
-from andi_jax.train.all_lengths import CLASSES, WIDTHS, prepare, train_all_lengths
+from andi_jax.methods.all_lengths import CLASSES, WIDTHS, prepare, train_all_lengths
 from andi_jax.train.engine import TrainConfig
 
 SOURCES = ("andi", "jax")

@@ -16,7 +16,8 @@ import numpy as np
 
 from andi_jax.goku import stuart_landau as sl
 from andi_jax.goku.train import TrainConfig, Trainer
-from andi_jax.models import goku, goku_baselines
+from andi_jax.goku import model as goku
+from andi_jax.goku import baselines as goku_baselines
 
 LABELS = {"goku_ui": "GOKU-UI", "goku_ui_ss": "GOKU attention, single shooting",
           "goku_basic_ms": "GOKU-basic, multiple shooting", "goku_basic": "GOKU-basic",

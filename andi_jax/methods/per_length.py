@@ -17,7 +17,7 @@ from andi_jax.data.preprocess import left_pad, standardize
 from andi_jax.models import build_model
 from andi_jax.train import checkpoint
 from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices, untrained, validation_only
-from andi_jax.train.onthefly import per_length_sampler
+from andi_jax.train.samplers import per_length_sampler
 
 # Seed 001's table of the 43 lengths with a model each.
 HNU_LENGTHS = (10, 15, 20, 25, 30, 40, 45, 50, 55, 60, 70, 80, 90, 100, 105, 110, 115, 120, 125, 150,
