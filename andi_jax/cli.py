@@ -10,6 +10,7 @@ import numpy as np
 def _lengths(text: str) -> tuple[int, ...]:
   if text == "hnu":
     from andi_jax.methods.per_length import HNU_LENGTHS
+
     return HNU_LENGTHS
   return tuple(int(v) for v in text.split(","))
 
@@ -49,6 +50,7 @@ def _check_out(path, what="--out", *, directory=False, inputs=()):
 def cmd_generate(args):
   from andi_jax.data import io
   from andi_jax.data.recipe import Recipe, generate
+
   _check_counts(args)
   _check_out(args.out, directory=True)
   ds = generate(Recipe(n=args.n, dim=args.dim, seed=args.seed), workers=args.workers, cache_dir=args.cache)
@@ -62,74 +64,135 @@ def cmd_generate(args):
 
 def cmd_train(args):
   from andi_jax.data.recipe import Recipe, generate
+  from andi_jax.models import REGISTRY
   from andi_jax.train.engine import TrainConfig
+
+  if args.task not in REGISTRY[args.model].tasks:
+    sys.exit(f"error: model {args.model} does not serve Task {args.task}")
   onthefly = args.data == "onthefly"
   if args.streams is not None and (not onthefly or args.streams < 1 or args.folds % args.streams):
     sys.exit(f"error: --streams {args.streams} needs --data onthefly and must divide --folds ({args.folds})")
   _check_counts(args)
   _check_out(args.checkpoint, "--checkpoint", directory=True)
   steps_per_epoch = args.steps_per_epoch or (200 if onthefly else None)  # on the fly an epoch is a choice
-  config = TrainConfig(task="regression" if args.task == 1 else "classification", batch_size=args.batch,
-                       max_epochs=args.epochs, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                       steps_per_epoch=steps_per_epoch)
+  config = TrainConfig(
+    task=args.task,
+    batch_size=args.batch,
+    max_epochs=args.epochs,
+    seed=args.seed,
+    checkpoint_every=args.checkpoint_every,
+    steps_per_epoch=steps_per_epoch,
+  )
   if args.lengths == "all":  # one model for lengths 10..999 (the recipe's cut lengths)
     from andi_jax.methods.all_lengths import prepare, train_all_lengths
+
     ds = generate(Recipe(n=args.n, dim=1, seed=args.seed), workers=args.workers, cache_dir=args.cache)
     x, length = prepare([t[0] for t in ds.trajectories()])
-    out = train_all_lengths(x, length, ds.alpha if args.task == 1 else ds.model, args.checkpoint,
-                            task=args.task, model_name=args.model, folds=args.folds, train_config=config,
-                            time_budget=args.time_budget, onthefly=onthefly, streams=args.streams, force=args.force)
+    out = train_all_lengths(
+      x,
+      length,
+      ds.alpha if args.task == 1 else ds.model,
+      args.checkpoint,
+      task=args.task,
+      model_name=args.model,
+      folds=args.folds,
+      train_config=config,
+      time_budget=args.time_budget,
+      onthefly=onthefly,
+      streams=args.streams,
+      force=args.force,
+    )
     name = "MAE" if args.task == 1 else "error rate"
-    print(f"validation {name} per fold {np.round(out['val_metric'], 4).tolist()} after {out['epochs']} "
-          f"epochs (padding waste {out['padding_waste']:.0%})")
+    print(
+      f"validation {name} per fold {np.round(out['val_metric'], 4).tolist()} after {out['epochs']} "
+      f"epochs (padding waste {out['padding_waste']:.0%})"
+    )
     return
   if args.task != 1 or args.model != "lstm":
     sys.exit("error: per-length training is the seed-001 LSTM for Task 1; use --lengths all otherwise")
   from andi_jax.methods.per_length import train_lengths
+
   lengths = _lengths(args.lengths)
-  ds = generate(Recipe(n=args.n, dim=1, seed=args.seed, keep=max(lengths)), workers=args.workers,
-                cache_dir=args.cache)
-  rows = train_lengths(ds.x[:, 0], ds.alpha, lengths, args.checkpoint, folds=args.folds, train_config=config,
-                       time_budget=args.time_budget, onthefly=onthefly, streams=args.streams, force=args.force)
+  ds = generate(
+    Recipe(n=args.n, dim=1, seed=args.seed, keep=max(lengths)), workers=args.workers, cache_dir=args.cache
+  )
+  rows = train_lengths(
+    ds.x[:, 0],
+    ds.alpha,
+    lengths,
+    args.checkpoint,
+    folds=args.folds,
+    train_config=config,
+    time_budget=args.time_budget,
+    onthefly=onthefly,
+    streams=args.streams,
+    force=args.force,
+  )
   for r in rows:
-    print(f"length {r['length']:4d}: validation MAE {r['val_mae']:.4f} after {r['epochs']} epochs "
-          f"(group {r['group']}, padding waste {r['padding_waste']:.0%})")
+    print(
+      f"length {r['length']:4d}: validation MAE {r['val_mae']:.4f} after {r['epochs']} epochs "
+      f"(group {r['group']}, padding waste {r['padding_waste']:.0%})"
+    )
 
 
 def cmd_predict(args):
+  """Streams the input through the model a chunk at a time; every output is written into a temp file that
+  replaces it only at the end, so an error or an interrupt leaves no partial output."""
+  import contextlib
+
+  from tqdm.auto import tqdm
+
   from andi_jax import infer
   from andi_jax.data import io
+
   _check_in(args.input)
   _check_out(args.out, inputs=[args.input])
+  if args.chunk < 1:
+    sys.exit(f"error: --chunk {args.chunk}: must be at least 1")
   table = args.out.lower().endswith(".csv")  # one CSV of track ids and predictions, else the challenge format
   proba = os.path.splitext(args.out)[0] + ".proba.csv"  # Task 2: the class probabilities beside the labels
-  if args.task == 2 and not table:
+  with_proba = args.task == 2 and not table
+  if with_proba:
     _check_out(proba, "--out's class probabilities", inputs=[args.input])
-  ids, trajs = io.read_tracks(args.input, gaps=args.gaps)
+  total = io.count_tracks(args.input)
   predictor = infer.load(args.checkpoint)
   if predictor.task != args.task:
     sys.exit(f"error: {args.checkpoint} holds a Task {predictor.task} model; --task {args.task} was asked")
-  out = predictor.predict(trajs, progress=True)
-  dims = np.array([t.shape[0] for t in trajs])
-  if table:
-    columns = ({"alpha": out} if args.task == 1 else
-               {"label": out.argmax(1), **{c: out[:, k] for k, c in enumerate(predictor.classes)}})
-    io.write_table(args.out, ["track_id", "dim", *columns], [ids, dims, *columns.values()])
-    print(f"wrote {len(out)} predictions with their track ids to {args.out}")
-    return
-  if args.task == 1:
-    io.write_labels(args.out, dims, out, fmt="%.4f")
-    print(f"wrote {len(out)} predictions to {args.out}")
-    return
-  # Task 2: the submission holds the labels; a CSV beside it the five class probabilities.
-  io.write_labels(args.out, dims, out.argmax(1), fmt="%d")
-  np.savetxt(proba, np.column_stack([dims, out.argmax(1), out]), delimiter=",", comments="",
-             fmt=["%d", "%d"] + ["%.5f"] * out.shape[1], header=",".join(["dim", "label", *predictor.classes]))
-  print(f"wrote {len(out)} labels to {args.out} and class probabilities to {proba}")
+  classes = list(predictor.classes or ())
+  with contextlib.ExitStack() as stack:
+    out = stack.enter_context(io.atomic_file(args.out))
+    probs = stack.enter_context(io.atomic_file(proba)) if with_proba else None
+    if table:
+      out.write(",".join(["track_id", "dim", *(["alpha"] if args.task == 1 else ["label", *classes])]) + "\n")
+    if probs is not None:
+      probs.write(",".join(["dim", "label", *classes]) + "\n")
+    bar = stack.enter_context(tqdm(total=total, desc="predict", unit="traj", disable=None))
+    n = 0
+    for ids, trajs in io.iter_tracks(args.input, args.chunk, gaps=args.gaps):
+      pred = predictor.predict(trajs, first=n)
+      dims = np.array([t.shape[0] for t in trajs])
+      if table:
+        columns = [pred] if args.task == 1 else [pred.argmax(1), *pred.T]
+        lines = io.table_lines([ids, dims, *columns])
+      elif args.task == 1:
+        lines = io.label_lines(args.out, dims, pred, fmt="%.4f", first=n)
+      else:
+        lines = io.label_lines(args.out, dims, pred.argmax(1), fmt="%d", first=n)
+        probs.writelines(
+          f"{d},{k}," + ",".join(f"{p:.5f}" for p in row) + "\n"
+          for d, k, row in zip(dims.tolist(), pred.argmax(1).tolist(), pred.tolist())
+        )
+      out.writelines(line + "\n" for line in lines)
+      n += len(trajs)
+      bar.update(len(trajs))
+  print(
+    f"wrote {n} predictions to {args.out}" + (f" and class probabilities to {proba}" if with_proba else "")
+  )
 
 
 def _layer(text):
-  from andi_jax.explain.gradcam import Layer
+  from andi_jax.models.base import Layer
+
   module, _, at = text.partition(":")
   return Layer(module, at or "output")
 
@@ -137,35 +200,47 @@ def _layer(text):
 def cmd_explain(args):
   from andi_jax.data import io
   from andi_jax.explain.report import Classifier, explain
+
   _check_in(args.input)
   _check_out(args.out, directory=True)
   trajs = io.read_trajectories(args.input)
   try:
     classifier = Classifier.load(args.checkpoint)
-    out = explain(trajs, classifier, args.out, layer=_layer(args.layer) if args.layer else None,
-                  max_figures=args.max_figures)
+    out = explain(
+      trajs,
+      classifier,
+      args.out,
+      layer=_layer(args.layer) if args.layer else None,
+      max_figures=args.max_figures,
+    )
   except ValueError as e:
     sys.exit(f"error: {e}")
-  print(f"explained {out['n']} trajectories: {args.out}/explained.csv, {out['figures']} trajectory PNGs, "
-        f"heat_by_class.png; predicted {out['counts']}")
+  print(
+    f"explained {out['n']} trajectories: {args.out}/explained.csv, {out['figures']} trajectory PNGs, "
+    f"heat_by_class.png; predicted {out['counts']}"
+  )
 
 
 def _labels(path, task: int):
   """(dims, values) of a dim;value file; Task 2 values must be model indices."""
   from andi_jax.data import io
   from andi_jax.data.recipe import MODELS
+
   dims, values = io.read_labels(path)
   if task == 2:
     bad = np.flatnonzero((values != np.round(values)) | (values < 0) | (values >= len(MODELS)))
     if bad.size:
-      sys.exit(f"error: {path}: line {bad[0] + 1}: Task 2 label {values[bad[0]]:g} is not an integer "
-               f"0..{len(MODELS) - 1}")
+      sys.exit(
+        f"error: {path}: line {bad[0] + 1}: Task 2 label {values[bad[0]]:g} is not an integer "
+        f"0..{len(MODELS) - 1}"
+      )
   return dims, values
 
 
 def cmd_evaluate(args):
   from andi_jax import metrics
   from andi_jax.data import io
+
   for path in filter(None, (args.pred, args.ref, args.trajs)):
     _check_in(path)
   pred_dims, pred = _labels(args.pred, args.task)
@@ -179,8 +254,10 @@ def cmd_evaluate(args):
   differ = np.flatnonzero(pred_dims != ref_dims)
   if differ.size:
     i = differ[0]
-    sys.exit(f"error: {args.pred}: line {i + 1}: dimension {pred_dims[i]}, but {args.ref} line {i + 1} has "
-             f"dimension {ref_dims[i]}")
+    sys.exit(
+      f"error: {args.pred}: line {i + 1}: dimension {pred_dims[i]}, but {args.ref} line {i + 1} has "
+      f"dimension {ref_dims[i]}"
+    )
   metric, name = (metrics.mae, "MAE") if args.task == 1 else (metrics.f1_micro, "F1 (micro)")
   lengths = np.array([t.shape[1] for t in trajs]) if trajs is not None else np.zeros(len(ref), int)
   rows = metrics.by_length(metric, pred, ref, lengths)
@@ -191,8 +268,10 @@ def cmd_evaluate(args):
 
 def cmd_benchmark(args):
   from andi_jax.bench import measure as bench
+
   if args.what == "all":
     from andi_jax.bench import suite as bench_suite
+
     mode = "quick" if args.quick else args.mode
     _check_out(args.out, directory=True)
     bench_suite.run(bench_suite.MODES[mode], args.out, mode=mode, only=tuple(args.only))
@@ -207,24 +286,31 @@ def cmd_benchmark(args):
 
 def cmd_demo(args):
   from andi_jax.studies import task1
+
   _check_out(args.workdir, "--workdir", directory=True)
   config = task1.Task1Config(lengths=(10, 20, 50, 100), train_n=20_000, test_n=3_000, group_time_budget=90.0)
   summary = task1.run(config, args.workdir)
   print(summary["table"])
   s = summary["seconds"]
   print(f"\ndata {s['data']:.0f} s, training {s['train']:.0f} s, prediction {s['predict']:.1f} s")
-  print(f"checkpoints: {os.path.join(args.workdir, 'lstm')}  plot: {os.path.join(args.workdir, 'pred_vs_true.png')}")
+  print(
+    f"checkpoints: {os.path.join(args.workdir, 'lstm')}  plot: "
+    f"{os.path.join(args.workdir, 'pred_vs_true.png')}"
+  )
 
 
 def entry():
   """The console script: huge pages, the host devices, then the command line."""
   from andi_jax import runtime
+
   runtime.with_huge_pages(["-m", "andi_jax.cli", *sys.argv[1:]])
   runtime.configure()
   main()
 
 
 def main(argv=None):
+  from andi_jax.models import REGISTRY
+
   parser = argparse.ArgumentParser(prog="andi-jax", description=__doc__)
   sub = parser.add_subparsers(dest="command", required=True)
 
@@ -240,49 +326,96 @@ def main(argv=None):
   p.add_argument("--out", required=True, help="directory for task1.txt, ref1.txt, ref2.txt")
   p.set_defaults(func=cmd_generate)
 
-  p = sub.add_parser("train", help="seed-001 LSTMs per length and fold, or one model for all lengths per fold")
+  p = sub.add_parser(
+    "train", help="seed-001 LSTMs per length and fold, or one model for all lengths per fold"
+  )
   data_args(p, 20_000)
-  p.add_argument("--lengths", default="hnu",
-                 help="comma-separated lengths, 'hnu' for the seed's 43, or 'all': one model for 10..999")
-  p.add_argument("--model", default="lstm", choices=("lstm", "conv_transformer", "resnet"))
+  p.add_argument(
+    "--lengths",
+    default="hnu",
+    help="comma-separated lengths, 'hnu' for the seed's 43, or 'all': one model for 10..999",
+  )
+  p.add_argument("--model", default="lstm", choices=tuple(REGISTRY))
   p.add_argument("--task", type=int, default=1, choices=(1, 2), help="1: alpha; 2: diffusion model")
   p.add_argument("--folds", type=int, default=5)
   p.add_argument("--batch", type=int, default=512)
-  p.add_argument("--epochs", type=int, default=100, help="maximum epochs (early stopping usually ends sooner)")
+  p.add_argument(
+    "--epochs", type=int, default=100, help="maximum epochs (early stopping usually ends sooner)"
+  )
   p.add_argument("--time-budget", type=float, default=None, help="seconds of training per length group")
   p.add_argument("--checkpoint-every", type=int, default=200, help="steps between mid-epoch saves")
-  p.add_argument("--data", default="stored", choices=("stored", "onthefly"),
-                 help="onthefly: training batches simulated inside the jitted step (JAX generators); "
-                      "the --n generated trajectories then only validate")
-  p.add_argument("--streams", type=int, default=None,
-                 help="on the fly: independent data streams, dividing --folds (default: one per fold; the "
-                      "lengths trained together share them); 1: the folds train on the same fresh "
-                      "trajectories, one simulation a step for all")
-  p.add_argument("--steps-per-epoch", type=int, default=None,
-                 help="steps between validations (default: one pass over the data; 200 on the fly)")
+  p.add_argument(
+    "--data",
+    default="stored",
+    choices=("stored", "onthefly"),
+    help="onthefly: training batches simulated inside the jitted step (JAX generators); "
+    "the --n generated trajectories then only validate",
+  )
+  p.add_argument(
+    "--streams",
+    type=int,
+    default=None,
+    help="on the fly: independent data streams, dividing --folds (default: one per fold; the "
+    "lengths trained together share them); 1: the folds train on the same fresh "
+    "trajectories, one simulation a step for all",
+  )
+  p.add_argument(
+    "--steps-per-epoch",
+    type=int,
+    default=None,
+    help="steps between validations (default: one pass over the data; 200 on the fly)",
+  )
   p.add_argument("--checkpoint", required=True, help="output directory (resumed if it holds a run)")
-  p.add_argument("--force", action="store_true",
-                 help="resume a run even though its training or model configuration differs from the saved one")
+  p.add_argument(
+    "--force",
+    action="store_true",
+    help="resume a run even though its training or model configuration differs from the saved one",
+  )
   p.set_defaults(func=cmd_train)
 
-  p = sub.add_parser("predict", help="alpha (task 1) or diffusion model (task 2) per trajectory of a .txt/.npy/.npz/.csv file")
+  p = sub.add_parser(
+    "predict", help="alpha (task 1) or diffusion model (task 2) per trajectory of a .txt/.npy/.npz/.csv file"
+  )
   p.add_argument("input")
   p.add_argument("--checkpoint", required=True)
   p.add_argument("--task", type=int, default=1, choices=(1, 2))
-  p.add_argument("--out", required=True,
-                 help="submission file of dim;value lines (task 2: also OUT.proba.csv); a .csv: one row per "
-                      "trajectory with its track id, dim and prediction (task 2: label and probabilities)")
-  p.add_argument("--gaps", default="refuse", choices=("refuse", "split"),
-                 help=".csv input: a track whose frames skip some is refused, or split into pieces ID:0, ID:1, ...")
+  p.add_argument(
+    "--out",
+    required=True,
+    help="submission file of dim;value lines (task 2: also OUT.proba.csv); a .csv: one row per "
+    "trajectory with its track id, dim and prediction (task 2: label and probabilities)",
+  )
+  p.add_argument(
+    "--chunk",
+    type=int,
+    default=10_000,
+    help="trajectories read and predicted at a time (.txt and .npy stream: memory holds one chunk)",
+  )
+  p.add_argument(
+    "--gaps",
+    default="refuse",
+    choices=("refuse", "split"),
+    help=".csv input: a track whose frames skip some is refused, or split into pieces ID:0, ID:1, ...",
+  )
   p.set_defaults(func=cmd_predict)
 
-  p = sub.add_parser("explain", help="Grad-CAM of a classifier on the trajectories of a .txt/.npy/.npz/.csv file: PNGs")
+  p = sub.add_parser(
+    "explain", help="Grad-CAM of a classifier on the trajectories of a .txt/.npy/.npz/.csv file: PNGs"
+  )
   p.add_argument("input")
-  p.add_argument("--checkpoint", required=True, help="a Task 2 (train --lengths all --task 2) or eight-class checkpoint")
-  p.add_argument("--out", required=True, help="directory for explained.csv, trajectory_NNNN.png, heat_by_class.png")
-  p.add_argument("--layer", default=None,
-                 help="submodule whose output is explained, e.g. stage3, or NAME:input for its input "
-                      "(default: the ResNet's last stage, the ConvTransformer's words)")
+  p.add_argument(
+    "--checkpoint", required=True, help="a Task 2 (train --lengths all --task 2) or eight-class checkpoint"
+  )
+  p.add_argument(
+    "--out", required=True, help="directory for explained.csv, trajectory_NNNN.png, heat_by_class.png"
+  )
+  p.add_argument(
+    "--layer",
+    default=None,
+    help="submodule whose output is explained, e.g. stage3, or NAME:input for its input "
+    "(default: the model family's registered layer: the ResNet's last stage, the "
+    "ConvTransformer's words)",
+  )
   p.add_argument("--max-figures", type=int, default=50, help="trajectory PNGs for the first this many")
   p.set_defaults(func=cmd_explain)
 
@@ -295,20 +428,35 @@ def main(argv=None):
 
   p = sub.add_parser("benchmark", help="the whole suite (all), or one training or inference throughput")
   p.add_argument("what", choices=("all", "train", "infer"))
-  p.add_argument("--mode", default="full", choices=("quick", "medium", "full"),
-                 help="all: quick (a few minutes), medium (every section and T: 81-87 minutes on a 2-core AMD EPYC Zen 5, 24-30 of them the 5-fold time to accuracy; 110 on a 2-core Xeon), full")
+  p.add_argument(
+    "--mode",
+    default="full",
+    choices=("quick", "medium", "full"),
+    help="all: quick (a few minutes), medium (every section and T: 81-87 minutes on a 2-core AMD EPYC Zen 5, "
+    "24-30 of them the 5-fold time to accuracy; 110 on a 2-core Xeon), full",
+  )
   p.add_argument("--quick", action="store_true", help="all: the same as --mode quick")
-  p.add_argument("--out", default="benchmarks", help="all: directory for RESULTS.md, results.json, results.png")
-  p.add_argument("--only", nargs="+", default=(), metavar="SECTION",
-                 help="all: re-measure these sections (throughput, torch, inference, generation, onthefly, "
-                      "time_to_accuracy, scaling) into --out's results.json of a run in the same mode")
-  p.add_argument("--model", default="lstm")
+  p.add_argument(
+    "--out", default="benchmarks", help="all: directory for RESULTS.md, results.json, results.png"
+  )
+  p.add_argument(
+    "--only",
+    nargs="+",
+    default=(),
+    metavar="SECTION",
+    help="all: re-measure these sections (throughput, torch, inference, generation, onthefly, "
+    "time_to_accuracy, scaling) into --out's results.json of a run in the same mode",
+  )
+  p.add_argument("--model", default="lstm", choices=tuple(REGISTRY))
   p.add_argument("--length", type=int, default=100)
   p.add_argument("--folds", type=int, default=5)
   p.add_argument("--batch", type=int, default=512)
-  p.add_argument("--ensemble", default="auto", choices=("auto", "vmap", "map", "sequential"),
-                 help="folds as one step (vmap, map; auto: map on CPU, vmap elsewhere) "
-                      "or one model at a time")
+  p.add_argument(
+    "--ensemble",
+    default="auto",
+    choices=("auto", "vmap", "map", "sequential"),
+    help="folds as one step (vmap, map; auto: map on CPU, vmap elsewhere) or one model at a time",
+  )
   p.set_defaults(func=cmd_benchmark)
 
   p = sub.add_parser("demo", help="generate, train, evaluate on a fresh held-out set, in minutes on a CPU")
@@ -319,12 +467,26 @@ def main(argv=None):
   from andi_jax.data.io import TrajectoryFormatError
   from andi_jax.data.preprocess import UnpredictableTrajectory
   from andi_jax.train.checkpoint import CheckpointError
-  from andi_jax.train.engine import ConfigMismatchError, NonFiniteError
+  from andi_jax.train.loop import ConfigMismatchError, NonFiniteError
+
   try:
     args.func(args)
-  except (TrajectoryFormatError, OSError, ConfigMismatchError, NonFiniteError, CheckpointError,
-          UnpredictableTrajectory) as e:
+  except (
+    TrajectoryFormatError,
+    OSError,
+    ConfigMismatchError,
+    NonFiniteError,
+    CheckpointError,
+    UnpredictableTrajectory,
+  ) as e:
     sys.exit(f"error: {e}")
+  except KeyboardInterrupt:
+    # Outputs in progress are already removed (io.atomic_file). Exit at once: tearing the interpreter down
+    # under XLA's running threads can crash it.
+    print(f"error: {args.command} interrupted; no partial output was kept", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 if __name__ == "__main__":

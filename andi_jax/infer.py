@@ -23,17 +23,18 @@ from collections import defaultdict
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from andi_jax.data.io import MIN_POINTS
 from andi_jax.data.preprocess import UnpredictableTrajectory, left_pad, refuse_unpredictable, standardize
+from andi_jax.methods.all_lengths import params_dir
+from andi_jax.methods.per_length import CLIP, length_dir
 from andi_jax.models import build_model
 from andi_jax.train import checkpoint
 from andi_jax.train.checkpoint import CheckpointError, read_meta
 from andi_jax.train.engine import over_models
-from andi_jax.methods.all_lengths import params_dir
-from andi_jax.methods.per_length import CLIP, length_dir
 
 BUCKETS = (16, 32, 64, 128, 256, 512, 1024)  # forward-only shapes: cheap to compile, little padding
 RUNGS = 4  # tail batches are padded to batch_size >> k for some k < RUNGS
@@ -52,9 +53,11 @@ class FoldForward:
 
     def forward(params_F, x_BxT, length_B):
       self.traces[x_BxT.shape[::-1]] += 1  # runs only while tracing
+
       def apply(p):
         out = model.apply({"params": p}, x_BxT, length_B, train=False)
         return jax.nn.softmax(out) if classify else out[:, 0]
+
       return over_models()(apply)(params_F).mean(0)  # average over folds
 
     self._forward = jax.jit(forward)
@@ -71,7 +74,7 @@ class FoldForward:
     """Outputs for all rows: full batches, then the rest padded to the smallest rung that holds it."""
     outs = []
     for start in range(0, len(x_NxT), batch_size):
-      xb, lb = x_NxT[start:start + batch_size], length_N[start:start + batch_size]
+      xb, lb = x_NxT[start : start + batch_size], length_N[start : start + batch_size]
       n = len(xb)
       rows = min((r for r in (max(batch_size >> k, 1) for k in range(RUNGS)) if r >= n))
       if n < rows:
@@ -81,19 +84,20 @@ class FoldForward:
     return np.concatenate(outs)
 
 
-def _series(trajectories):
+def _series(trajectories, first: int = 0):
   """Each axis of each trajectory as a 1D float64 series, the index of the trajectory it belongs to, and
-  name(series id, start, stop) for messages: "trajectory 3", "trajectory 3 (axis 1, points 0-44)"."""
+  name(series id, start, stop) for messages: "trajectory 3", "trajectory 3 (axis 1, points 0-44)", the
+  trajectories numbered from `first`."""
   series, owner, axes = [], [], []
   for i, traj in enumerate(trajectories):
     try:
       with np.errstate(over="ignore"):  # positions beyond float64 become inf, refused as not finite
         traj = np.atleast_2d(np.asarray(traj, np.float64))
     except OverflowError:  # Python ints beyond float64
-      raise UnpredictableTrajectory(f"trajectory {i}: positions beyond the float64 range") from None
+      raise UnpredictableTrajectory(f"trajectory {first + i}: positions beyond the float64 range") from None
     for a, axis in enumerate(traj):
       if len(axis) < MIN_POINTS:
-        raise ValueError(f"trajectory {i} has {len(axis)} points; at least {MIN_POINTS} are needed")
+        raise ValueError(f"trajectory {first + i} has {len(axis)} points; at least {MIN_POINTS} are needed")
       series.append(axis)
       owner.append(i)
       axes.append(a)
@@ -103,7 +107,7 @@ def _series(trajectories):
   def name(sid, start=None, stop=None):
     where = [f"axis {axes[sid]}"] if dims[owner[sid]] > 1 else []
     where += [f"points {start}-{stop - 1}"] if start is not None else []
-    return f"trajectory {owner[sid]}" + (f" ({', '.join(where)})" if where else "")
+    return f"trajectory {first + owner[sid]}" + (f" ({', '.join(where)})" if where else "")
 
   return series, owner, name
 
@@ -119,10 +123,10 @@ def _standardized(rows) -> list[np.ndarray]:
   return out
 
 
-def _checked_series(trajectories):
+def _checked_series(trajectories, first: int = 0):
   """_series and each series standardised, after refusing (UnpredictableTrajectory) the first series that
   is constant or not finite once standardised."""
-  series, owner, name = _series(trajectories)
+  series, owner, name = _series(trajectories, first)
   standardized = _standardized(series)
   refuse_unpredictable(standardized, name)
   return series, standardized, owner, name
@@ -142,8 +146,9 @@ def load(path):
     return Predictor.load(path)
   if method == "all-lengths":
     return AllLengthsPredictor.load(path)
-  raise CheckpointError(f"{os.path.join(path, 'meta.json')}: unknown method {method!r}; known: "
-                        "'hnu-per-length', 'all-lengths'")
+  raise CheckpointError(
+    f"{os.path.join(path, 'meta.json')}: unknown method {method!r}; known: 'hnu-per-length', 'all-lengths'"
+  )
 
 
 def _model(path, meta):
@@ -182,22 +187,25 @@ class Predictor:
     T = len(series_T)
     usable = self.lengths[self.lengths <= T]
     if not len(usable):
-      raise ValueError(f"a trajectory of {T} points is shorter than the shortest trained length "
-                       f"{self.lengths[0]}")
+      raise ValueError(
+        f"a trajectory of {T} points is shorter than the shortest trained length {self.lengths[0]}"
+      )
     Tn = int(usable[-1])
-    return Tn, [series_T] if Tn == T else [series_T[:Tn], series_T[T - Tn:]]
+    return Tn, [series_T] if Tn == T else [series_T[:Tn], series_T[T - Tn :]]
 
-  def predict(self, trajectories, batch_size: int = 1024, progress: bool = False) -> np.ndarray:
+  def predict(
+    self, trajectories, batch_size: int = 1024, progress: bool = False, first: int = 0
+  ) -> np.ndarray:
     """alpha for each trajectory (list of (dim, T) or (T,) arrays), in input order.
 
     UnpredictableTrajectory, before any model runs, for a series or a window of one that is constant or
     not finite once standardised."""
-    series, _, owner, name = _checked_series(trajectories)
+    series, _, owner, name = _checked_series(trajectories, first)
     plan = []  # (series id, trained length, first point) of each window
     for sid, s in enumerate(series):
       Tn, wins = self.windows(s)
-      plan += [(sid, Tn, start) for start in (0, len(s) - Tn)[:len(wins)]]  # first Tn points, last Tn
-    windows = _standardized([series[sid][start:start + Tn] for sid, Tn, start in plan])
+      plan += [(sid, Tn, start) for start in (0, len(s) - Tn)[: len(wins)]]  # first Tn points, last Tn
+    windows = _standardized([series[sid][start : start + Tn] for sid, Tn, start in plan])
     refuse_unpredictable(windows, lambda k: name(plan[k][0], plan[k][2], plan[k][2] + plan[k][1]))
     by_length = defaultdict(list)  # trained length -> indices into plan
     for k, (_, Tn, _) in enumerate(plan):
@@ -232,11 +240,13 @@ class AllLengthsPredictor:
   def __post_init__(self):
     self.forward = FoldForward(self.model, classify=self.task == 2)
 
-  def predict(self, trajectories, batch_size: int = 1024, progress: bool = False) -> np.ndarray:
+  def predict(
+    self, trajectories, batch_size: int = 1024, progress: bool = False, first: int = 0
+  ) -> np.ndarray:
     """Task 1: alpha (n,) clipped to the challenge range; task 2: class probabilities (n, 5).
 
     UnpredictableTrajectory, before any model runs, for a series constant or not finite once standardised."""
-    series, standardized, owner, _ = _checked_series(trajectories)
+    series, standardized, owner, _ = _checked_series(trajectories, first)
     width = np.array([bucket_of(len(s)) for s in series])
     out = np.zeros((len(series), len(self.classes)) if self.task == 2 else len(series))
     for w in tqdm(np.unique(width), desc="predict", disable=not progress, leave=False):

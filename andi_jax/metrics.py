@@ -40,21 +40,33 @@ def by_length(metric, pred, true, lengths, buckets=LENGTH_BUCKETS) -> list[dict]
   rows = [{"bucket": "all", "n": len(true), "value": metric(pred, true)}]
   for lo, hi in buckets:
     sel = (lengths >= lo) & (lengths < hi)
-    rows.append({"bucket": f"[{lo},{hi})", "n": int(sel.sum()),
-                 "value": metric(pred[sel], true[sel]) if sel.any() else float("nan")})
+    rows.append(
+      {
+        "bucket": f"[{lo},{hi})",
+        "n": int(sel.sum()),
+        "value": metric(pred[sel], true[sel]) if sel.any() else float("nan"),
+      }
+    )
   return rows
 
 
-def tamsd_alpha(trajectory, max_lag_fraction: float = 0.1, clip=(0.05, 2.0)) -> float:
-  """Classical estimate: slope of log TAMSD against log lag (lags 1..max(3, T/10)), clipped.
+def tamsd_alpha(x, lags=None, clip=(0.05, 2.0), still=-np.inf):
+  """Classical estimate: slope of log TAMSD against log lag, clipped to `clip` (None: unclipped).
 
-  trajectory: (dim, T) or (T,); the TAMSD sums the squared displacements over dimensions.
+  x: one trajectory (dim, T) or (T,), giving a float, or a batch (n, dim, T), giving (n,); the TAMSD sums
+  the squared displacements over dimensions. lags: 1..max(3, T // 10) by default. A trajectory that never
+  moves has slope `still` (before the clip: by default the lower bound).
   """
-  x = np.atleast_2d(np.asarray(trajectory, np.float64))
-  T = x.shape[1]
-  lags = np.arange(1, max(3, int(T * max_lag_fraction)) + 1)
-  msd = np.array([np.mean(np.sum((x[:, lag:] - x[:, :-lag]) ** 2, axis=0)) for lag in lags])
-  if np.any(msd <= 0):
-    return clip[0]
-  slope = np.polyfit(np.log(lags), np.log(msd), 1)[0]
-  return float(np.clip(slope, *clip))
+  x = np.asarray(x, np.float64)
+  rows = x if x.ndim == 3 else np.atleast_2d(x)[None]
+  T = rows.shape[-1]
+  lags = np.arange(1, max(3, T // 10) + 1) if lags is None else np.asarray(lags)
+  msd = np.stack(
+    [np.mean(np.sum((rows[..., lag:] - rows[..., :-lag]) ** 2, axis=1), axis=-1) for lag in lags], 1
+  )
+  moved = np.all(msd > 0, axis=1)
+  log_lag = np.log(lags) - np.mean(np.log(lags))
+  slope = np.where(moved, np.log(np.where(moved[:, None], msd, 1)) @ log_lag / np.sum(log_lag**2), still)
+  if clip is not None:
+    slope = np.clip(slope, *clip)
+  return slope if x.ndim == 3 else float(slope[0])

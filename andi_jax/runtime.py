@@ -21,12 +21,15 @@ def configure() -> None:
   if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     if "jax" in sys.modules:
       from jax._src import xla_bridge
+
       if xla_bridge.backends_are_initialized():
         raise RuntimeError("andi_jax.runtime.configure() must run before JAX starts its backends")
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + f" --xla_force_host_platform_device_count={os.cpu_count() or 1}"
-                               + " --xla_cpu_collective_call_terminate_timeout_seconds=3600"
-                               + " --xla_cpu_collective_call_warn_stuck_timeout_seconds=600").strip()
+    os.environ["XLA_FLAGS"] = (
+      os.environ.get("XLA_FLAGS", "")
+      + f" --xla_force_host_platform_device_count={os.cpu_count() or 1}"
+      + " --xla_cpu_collective_call_terminate_timeout_seconds=3600"
+      + " --xla_cpu_collective_call_warn_stuck_timeout_seconds=600"
+    ).strip()
   _unrolled_threefry_on_cpu()
 
 
@@ -44,6 +47,7 @@ def _unrolled_threefry_on_cpu() -> None:
     return
   from jax.extend.random import threefry2x32_p
   from jax.interpreters import mlir
+
   rule = functools.partial(_threefry2x32_lowering, use_rolled_loops=False)
   mlir.register_lowering(threefry2x32_p, mlir.lower_fun(rule, multiple_results=True), platform="cpu")
 

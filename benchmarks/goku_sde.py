@@ -12,21 +12,25 @@ quadratic loss with respect to z0 and the parameters, after compilation, median 
 
 import argparse
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from andi_jax import runtime
+from andi_jax.bench.measure import median_seconds
 from andi_jax.goku import stuart_landau as sl
 
 CANDIDATES = (  # (solver, brownian, dt0)
-    ("euler", "grid", 0.0125), ("euler", "grid", 0.00625),
-    ("heun", "grid", 0.025), ("heun", "grid", 0.0125), ("heun", "grid", 0.00625),
-    ("heun", "tree", 0.0125),
-    ("shark", "tree", 0.025), ("shark", "tree", 0.0125),
-    ("sra1", "tree", 0.0125),
+  ("euler", "grid", 0.0125),
+  ("euler", "grid", 0.00625),
+  ("heun", "grid", 0.025),
+  ("heun", "grid", 0.0125),
+  ("heun", "grid", 0.00625),
+  ("heun", "tree", 0.0125),
+  ("shark", "tree", 0.025),
+  ("shark", "tree", 0.0125),
+  ("sra1", "tree", 0.0125),
 )
 
 
@@ -47,10 +51,11 @@ def accuracy(n_points, radius, n=256, seed=0):
       # The same tree (fine enough for the reference's steps) drives every scheme.
       path = sl.brownian_path(k, round(t1 / ref_cfg.dt0), ref_cfg)
       return sl.solve(z, sl.model_scale(q), k, n_points, cfg, path=path)
+
     return np.asarray(jax.jit(jax.vmap(one))(z0, p, keys))
 
   ref = run(ref_cfg)
-  scale = np.sqrt(np.mean(ref ** 2))
+  scale = np.sqrt(np.mean(ref**2))
   out = {}
   for solver, _, dt0 in CANDIDATES:
     if (solver, dt0) in out:
@@ -67,16 +72,10 @@ def cost(cfg, windows, repeats, seed=0):
 
   def loss(z0, p):
     ys = jax.vmap(lambda z, q, k: sl.solve(z, sl.model_scale(q), k, 10, cfg))(z0, p, keys)
-    return jnp.mean(ys ** 2)
+    return jnp.mean(ys**2)
 
   step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
-  jax.block_until_ready(step(z0, p))
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(step(z0, p))
-    times.append(time.perf_counter() - t)
-  return 1e3 * float(np.median(times))
+  return 1e3 * median_seconds(lambda: step(z0, p), repeats)
 
 
 def choice(acc, ms, settings) -> str:
@@ -85,21 +84,23 @@ def choice(acc, ms, settings) -> str:
   err = lambda solver, dt0, s=settings[0]: acc[s][(solver, dt0)][0]
   blowups = lambda solver, dt0: acc[settings[1]][(solver, dt0)][1]
   return (
-      f"Default (`SDEConfig()`, used in training and evaluation): {d.solver} on the {d.brownian} path "
-      f"at dt0 = {d.dt0}. At that step Heun, ShARK and SRA1 have about the same error "
-      f"({err('heun', d.dt0):.1e}, {err('shark', d.dt0):.1e}, {err('sra1', d.dt0):.1e} over 10 "
-      f"observations): with additive noise of 0.02 the error comes from the drift, whose rates reach "
-      f"~100 with the model's wide parameter scales, not from the noise, so the higher strong order "
-      f"of ShARK/SRA1 buys nothing, while the VirtualBrownianTree they need costs "
-      f"{ms['shark', 'tree', d.dt0] / ms[d.solver, d.brownian, d.dt0]:.0f}x. Twice the step "
-      f"(dt0 = {2 * d.dt0}) blows up on {blowups('heun', 2 * d.dt0)} of 256 paths when z0 reaches "
-      f"±{settings[1][1]}; half the step costs {ms['heun', 'grid', d.dt0 / 2] / ms[d.solver, d.brownian, d.dt0]:.1f}x "
-      f"for {err('heun', d.dt0) / err('heun', d.dt0 / 2):.0f}x less error, and the default's relative "
-      f"error is already far below the model's reconstruction NRMSE (about 0.1). Euler at the same step costs "
-      f"{ms['euler', 'grid', d.dt0] / ms[d.solver, d.brownian, d.dt0]:.1f}x and errs "
-      f"{err('euler', d.dt0) / err('heun', d.dt0):.0f}x more. Julia uses "
-      "adaptive SOSRI (not in diffrax) at default tolerances; the data are generated with ShARK at "
-      "dt0 = 0.005 (forward only, UnsafeBrownianPath).")
+    f"Default (`SDEConfig()`, used in training and evaluation): {d.solver} on the {d.brownian} path "
+    f"at dt0 = {d.dt0}. At that step Heun, ShARK and SRA1 have about the same error "
+    f"({err('heun', d.dt0):.1e}, {err('shark', d.dt0):.1e}, {err('sra1', d.dt0):.1e} over 10 "
+    f"observations): with additive noise of 0.02 the error comes from the drift, whose rates reach "
+    f"~100 with the model's wide parameter scales, not from the noise, so the higher strong order "
+    f"of ShARK/SRA1 buys nothing, while the VirtualBrownianTree they need costs "
+    f"{ms['shark', 'tree', d.dt0] / ms[d.solver, d.brownian, d.dt0]:.0f}x. Twice the step "
+    f"(dt0 = {2 * d.dt0}) blows up on {blowups('heun', 2 * d.dt0)} of 256 paths when z0 reaches "
+    f"±{settings[1][1]}; half the step costs "
+    f"{ms['heun', 'grid', d.dt0 / 2] / ms[d.solver, d.brownian, d.dt0]:.1f}x "
+    f"for {err('heun', d.dt0) / err('heun', d.dt0 / 2):.0f}x less error, and the default's relative "
+    f"error is already far below the model's reconstruction NRMSE (about 0.1). Euler at the same step costs "
+    f"{ms['euler', 'grid', d.dt0] / ms[d.solver, d.brownian, d.dt0]:.1f}x and errs "
+    f"{err('euler', d.dt0) / err('heun', d.dt0):.0f}x more. Julia uses "
+    "adaptive SOSRI (not in diffrax) at default tolerances; the data are generated with ShARK at "
+    "dt0 = 0.005 (forward only, UnsafeBrownianPath)."
+  )
 
 
 def main():
@@ -112,20 +113,30 @@ def main():
   acc = {s: accuracy(*s) for s in settings}
   rows, ms = [], {}
   for solver, brownian, dt0 in CANDIDATES:
-    ms[solver, brownian, dt0] = cost(sl.SDEConfig(dt0=dt0, solver=solver, brownian=brownian),
-                                     args.windows, args.repeats)
+    ms[solver, brownian, dt0] = cost(
+      sl.SDEConfig(dt0=dt0, solver=solver, brownian=brownian), args.windows, args.repeats
+    )
     cells = [f"{acc[s][(solver, dt0)][0]:.2e} ({acc[s][(solver, dt0)][1]})" for s in settings]
     rows.append(f"| {solver} | {brownian} | {dt0} | {' | '.join(cells)} | {ms[solver, brownian, dt0]:.1f} |")
     print(rows[-1], flush=True)
   head = " | ".join(f"error, {n} obs, z0 in ±{r} (blow-ups)" for n, r in settings)
   lines = [
-      "# GOKU latent SDE: diffrax schemes (generated by `python benchmarks/goku_sde.py`; do not edit)", "",
-      f"Machine: {os.cpu_count()} cores, {jax.devices()[0].platform}, JAX {jax.__version__}, shared "
-      "with other jobs (timings are indicative).", "",
-      __doc__.split("\n\n", 1)[1].strip(), "",
-      f"Cost: {args.windows} windows, median of {args.repeats}.", "",
-      f"| solver | Brownian path | dt0 | {head} | cost (ms) |",
-      "|---|---|---|" + "---|" * len(settings) + "---|", *rows, "", choice(acc, ms, settings), ""]
+    "# GOKU latent SDE: diffrax schemes (generated by `python benchmarks/goku_sde.py`; do not edit)",
+    "",
+    f"Machine: {os.cpu_count()} cores, {jax.devices()[0].platform}, JAX {jax.__version__}, shared "
+    "with other jobs (timings are indicative).",
+    "",
+    __doc__.split("\n\n", 1)[1].strip(),
+    "",
+    f"Cost: {args.windows} windows, median of {args.repeats}.",
+    "",
+    f"| solver | Brownian path | dt0 | {head} | cost (ms) |",
+    "|---|---|---|" + "---|" * len(settings) + "---|",
+    *rows,
+    "",
+    choice(acc, ms, settings),
+    "",
+  ]
   with open(args.out, "w") as f:
     f.write("\n".join(lines))
 

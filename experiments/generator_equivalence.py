@@ -21,7 +21,9 @@ if __name__ == "__main__":
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--scale", choices=("cpu", "gpu"), default="cpu")
   parser.add_argument("--workdir", default="workdir/generator_equivalence")
-  parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "generator_equivalence"))
+  parser.add_argument(
+    "--out", default=os.path.join(os.path.dirname(__file__), "results", "generator_equivalence")
+  )
   args = parser.parse_args()
   # the runs compile the same steps again and again (a new trainer each): reuse them across runs
   jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(args.workdir), "jax_cache"))

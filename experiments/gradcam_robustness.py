@@ -1,7 +1,8 @@
 """Seed 002's noise-robustness experiment: Grad-CAM-guided against random augmentation (8 classes).
 
   python experiments/gradcam_robustness.py                  # CPU size: under 30 min on 2 cores
-  python experiments/gradcam_robustness.py --scale paper    # the paper's sizes (ResNet-18, 10-1000 points): a GPU
+  python experiments/gradcam_robustness.py --scale paper    # the paper's sizes (ResNet-18, 10-1000 points):
+                                                            # a GPU
 
 Writes experiments/results/gradcam_robustness/: results.md (beside the paper's figures), results.json,
 accuracy_vs_noise.png, heat_by_class.png; the base models as a checkpoint in --workdir/base, for
@@ -18,8 +19,12 @@ if __name__ == "__main__":
   runtime.configure()
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--scale", choices=("cpu", "paper"), default="cpu")
-  parser.add_argument("--augment", choices=("rotate", "noise"), default="rotate",
-                      help="what the copies get: a random rotation (the reference) or localisation noise")
+  parser.add_argument(
+    "--augment",
+    choices=("rotate", "noise"),
+    default="rotate",
+    help="what the copies get: a random rotation (the reference) or localisation noise",
+  )
   parser.add_argument("--out", default="experiments/results/gradcam_robustness")
   parser.add_argument("--workdir", default="runs/gradcam_robustness")
   args = parser.parse_args()

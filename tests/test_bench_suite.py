@@ -1,4 +1,5 @@
-"""The benchmark suite on tiny sizes; timings are never asserted, only that every part ran and measured what it names."""
+"""The benchmark suite on tiny sizes; timings are never asserted, only that every part ran and measured what
+it names."""
 
 import dataclasses
 import json
@@ -9,22 +10,42 @@ import pytest
 from jax.extend import core
 
 from andi_jax.bench import measure as bench
-
+from andi_jax.bench import suite as bench_suite
 from andi_jax.bench import torch_reference as bench_torch
 
-from andi_jax.bench import suite as bench_suite
-
-TINY = bench_suite.SuiteConfig(lengths=(10,), families=("lstm",), folds=2, batch=32, repeats=1, ragged_n=30,
-                               ragged_max=30, generation_T=(20,), generation_n=10, generation_models=("sbm",),
-                               onthefly_T=(10,), onthefly_buckets=("lstm",), onthefly_widths=(16, 32),
-                               tta_n=1_000, tta_target=5.0, tta_max_epochs=1, scaling_models=(1, 2, 100_000))
+TINY = bench_suite.SuiteConfig(
+  lengths=(10,),
+  families=("lstm",),
+  folds=2,
+  batch=32,
+  repeats=1,
+  ragged_n=30,
+  ragged_max=30,
+  generation_T=(20,),
+  generation_n=10,
+  generation_models=("sbm",),
+  onthefly_T=(10,),
+  onthefly_buckets=("lstm",),
+  onthefly_widths=(16, 32),
+  tta_n=1_000,
+  tta_target=5.0,
+  tta_max_epochs=1,
+  scaling_models=(1, 2, 100_000),
+)
 
 
 def test_suite_writes_every_section(tmp_path):
   results = bench_suite.run(TINY, tmp_path, mode="quick", log=lambda row: None)
   report = (tmp_path / "RESULTS.md").read_text()
-  for section in ("## 1. Training", "## 2. The seed's PyTorch", "## 3. End-to-end", "## 4. Data generation", "generated inside the step",
-                  "## 5. Time to validation", "## 6. Ensemble scaling"):
+  for section in (
+    "## 1. Training",
+    "## 2. The seed's PyTorch",
+    "## 3. End-to-end",
+    "## 4. Data generation",
+    "generated inside the step",
+    "## 5. Time to validation",
+    "## 6. Ensemble scaling",
+  ):
     assert section in report
   assert (tmp_path / "results.png").stat().st_size > 0
   saved = json.loads((tmp_path / "results.json").read_text())
@@ -49,8 +70,13 @@ def test_suite_writes_every_section(tmp_path):
   # a setting of the re-measured section alone may change; another section's may not
   with pytest.raises(ValueError, match="another configuration"):
     bench_suite.run(dataclasses.replace(TINY, tta_n=800), tmp_path, mode="quick", only=("scaling",))
-  bench_suite.run(dataclasses.replace(TINY, scaling_models=(1,)), tmp_path, mode="quick", log=lambda row: None,
-                  only=("scaling",))
+  bench_suite.run(
+    dataclasses.replace(TINY, scaling_models=(1,)),
+    tmp_path,
+    mode="quick",
+    log=lambda row: None,
+    only=("scaling",),
+  )
   assert [r["models"] for r in json.loads((tmp_path / "results.json").read_text())["scaling"]] == [1]
   # a results.json written before a SuiteConfig field existed ran with that field's default: accepted
   older = json.loads((tmp_path / "results.json").read_text())
@@ -76,13 +102,18 @@ def _dot_flops(jaxpr) -> int:
       total += 2 * int(np.prod(eqn.outvars[0].aval.shape) * k)
     trips = eqn.params["length"] if eqn.primitive.name == "scan" else 1
     subs = [v for p in eqn.params.values() for v in (p if isinstance(p, (tuple, list)) else [p])]
-    total += trips * sum(_dot_flops(getattr(v, "jaxpr", v)) for v in subs if isinstance(v, (core.Jaxpr, core.ClosedJaxpr)))
+    total += trips * sum(
+      _dot_flops(getattr(v, "jaxpr", v)) for v in subs if isinstance(v, (core.Jaxpr, core.ClosedJaxpr))
+    )
   return total
 
 
 def test_lstm_products_step_does_the_training_steps_products():
-  # its time is reported as the ceiling on the LSTM's training step: it must do that step's products, all of them
+  # its time is reported as the ceiling on the LSTM's training step: it must do that step's products, all
+  # of them
   products, step = bench.lstm_products_step(100, 2, 32), bench.ensemble_step("lstm", 100, 2, 32)
   # the step's extras: products skipped where a hidden state is a known zero, the input's and head's matvecs
-  assert _dot_flops(jax.make_jaxpr(products)().jaxpr) == pytest.approx(_dot_flops(jax.make_jaxpr(step)().jaxpr), rel=0.01)
+  assert _dot_flops(jax.make_jaxpr(products)().jaxpr) == pytest.approx(
+    _dot_flops(jax.make_jaxpr(step)().jaxpr), rel=0.01
+  )
   assert np.isfinite(np.asarray(jax.tree.leaves(bench.lstm_products_step(10, 2, 32)())[0])).all()

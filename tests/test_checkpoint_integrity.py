@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 
 from andi_jax import infer
+from andi_jax.methods.per_length import length_dir
 from andi_jax.train import checkpoint
 from andi_jax.train.checkpoint import MANIFEST, CheckpointError
-from andi_jax.methods.per_length import length_dir
 
-PARAMS = {"dense": {"kernel": np.arange(12.0).reshape(3, 4), "bias": np.ones(4, np.float32)},
-          "scale": np.array([2.5])}
+PARAMS = {
+  "dense": {"kernel": np.arange(12.0).reshape(3, 4), "bias": np.ones(4, np.float32)},
+  "scale": np.array([2.5]),
+}
 CFG = {"hidden": 8, "layers": 2, "dropout": 0.2, "outputs": 1}
 
 
@@ -55,7 +57,7 @@ def test_params_without_manifest_load_as_before(params_copy):
 def _damage(file, how):
   data = file.read_bytes()
   if how == "truncated":
-    file.write_bytes(data[:len(data) // 2])
+    file.write_bytes(data[: len(data) // 2])
   elif how == "zeroed":
     file.write_bytes(bytes(len(data)))
   else:
@@ -91,10 +93,16 @@ def test_damaged_manifest_or_missing_directory_is_named(params_copy, tmp_path):
     checkpoint.load_params(tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize("content, why", [
-    (b"", "empty"), (b"\xff\xd8\xff\xe0\x00\x10JFIF", "not UTF-8 text"), (b"\x00" * 64, "not JSON"),
-    (b'{"method": "all-len', "not JSON"), (b"[1, 2]", "not a JSON object"),
-])
+@pytest.mark.parametrize(
+  "content, why",
+  [
+    (b"", "empty"),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF", "not UTF-8 text"),
+    (b"\x00" * 64, "not JSON"),
+    (b'{"method": "all-len', "not JSON"),
+    (b"[1, 2]", "not a JSON object"),
+  ],
+)
 def test_damaged_meta_is_named(tmp_path, content, why):
   (tmp_path / "meta.json").write_bytes(content)
   with pytest.raises(CheckpointError) as e:
@@ -109,13 +117,18 @@ def test_missing_meta_is_named(tmp_path):
     infer.load(tmp_path)
 
 
-@pytest.mark.parametrize("meta, message", [
+@pytest.mark.parametrize(
+  "meta, message",
+  [
     ({"model": "lstm"}, "lacks 'method'"),
     ({"method": "eight-trees"}, "unknown method 'eight-trees'"),
     ({"method": "hnu-per-length", "model": "lstm", "model_config": CFG}, "lacks 'lengths', 'scale', 'clip'"),
-    ({"method": "all-lengths", "model": "nope", "model_config": {}, "task": 1, "classes": None},
-     "cannot build its model"),
-])
+    (
+      {"method": "all-lengths", "model": "nope", "model_config": {}, "task": 1, "classes": None},
+      "cannot build its model",
+    ),
+  ],
+)
 def test_broken_meta_reaches_infer_as_one_error(tmp_path, meta, message):
   checkpoint.write_meta(tmp_path, meta)
   with pytest.raises(CheckpointError, match=f"^{re.escape(str(tmp_path / 'meta.json'))}.*{message}"):
@@ -123,8 +136,17 @@ def test_broken_meta_reaches_infer_as_one_error(tmp_path, meta, message):
 
 
 def test_damaged_length_params_reach_infer_as_one_error(tmp_path):
-  checkpoint.write_meta(tmp_path, {"method": "hnu-per-length", "model": "lstm", "model_config": CFG,
-                                   "lengths": [10, 20], "scale": 1.0, "clip": [0.05, 2.0]})
+  checkpoint.write_meta(
+    tmp_path,
+    {
+      "method": "hnu-per-length",
+      "model": "lstm",
+      "model_config": CFG,
+      "lengths": [10, 20],
+      "scale": 1.0,
+      "clip": [0.05, 2.0],
+    },
+  )
   checkpoint.save_params(length_dir(tmp_path, 10), PARAMS)
   with pytest.raises(CheckpointError, match=f"^{re.escape(length_dir(tmp_path, 20))} is missing"):
     infer.load(tmp_path)

@@ -11,8 +11,10 @@ from andi_jax.data import io
 
 CLI = [sys.executable, "-m", "andi_jax.cli"]
 # The huge-page option already set: the command line runs without re-executing itself (half the start-up).
-ENV = dict(os.environ, GLIBC_TUNABLES=":".join(filter(None, [os.environ.get("GLIBC_TUNABLES"),
-                                                              "glibc.malloc.hugetlb=1"])))
+ENV = dict(
+  os.environ,
+  GLIBC_TUNABLES=":".join(filter(None, [os.environ.get("GLIBC_TUNABLES"), "glibc.malloc.hugetlb=1"])),
+)
 KEEP = "keep me\n"
 
 
@@ -33,6 +35,7 @@ def trajectories(path, n, dim=1):
 
 
 # evaluate
+
 
 @pytest.mark.parametrize("bad", ["pred", "ref"])
 def test_evaluate_refuses_task2_labels_that_are_not_model_indices(tmp_path, bad):
@@ -76,6 +79,7 @@ def test_evaluate_names_the_file_that_is_not_utf8(tmp_path):
 
 # generate
 
+
 @pytest.mark.parametrize("option,value", [("--n", 0), ("--n", -5), ("--workers", 0)])
 def test_generate_refuses_counts_below_one(tmp_path, option, value):
   (tmp_path / "out").mkdir()
@@ -88,13 +92,15 @@ def test_generate_refuses_counts_below_one(tmp_path, option, value):
 
 def test_generate_refuses_an_out_that_is_a_file(tmp_path):
   (tmp_path / "out").write_text(KEEP)
-  line = refused("generate", "--n", 10, "--workers", 1, "--cache", tmp_path / "cache",
-                 "--out", tmp_path / "out")
+  line = refused(
+    "generate", "--n", 10, "--workers", 1, "--cache", tmp_path / "cache", "--out", tmp_path / "out"
+  )
   assert f"--out {tmp_path / 'out'}" in line and "not a directory" in line
   assert (tmp_path / "out").read_text() == KEEP and not (tmp_path / "cache").exists()
 
 
 # predict and explain: the checkpoint is any directory, as the refusals come before it is loaded
+
 
 def _unwritable(tmp_path):
   if os.geteuid() == 0:
@@ -107,9 +113,11 @@ def _unwritable(tmp_path):
 def test_predict_refuses_an_out_it_cannot_write(tmp_path, case):
   trajs = trajectories(tmp_path / "task1.txt", 3)
   (tmp_path / "dir").mkdir()
-  out, what = {"missing parent": (tmp_path / "no" / "pred.txt", "is not an existing directory"),
-               "directory": (tmp_path / "dir", "is a directory"),
-               "the input": (trajs, "is the input file")}.get(case) or _unwritable(tmp_path)
+  out, what = {
+    "missing parent": (tmp_path / "no" / "pred.txt", "is not an existing directory"),
+    "directory": (tmp_path / "dir", "is a directory"),
+    "the input": (trajs, "is the input file"),
+  }.get(case) or _unwritable(tmp_path)
   before = trajs.read_bytes()
   line = refused("predict", trajs, "--checkpoint", tmp_path / "dir", "--out", out)
   assert line.startswith(f"error: --out {out}: ") and what in line
@@ -120,16 +128,20 @@ def test_predict_refuses_an_out_it_cannot_write(tmp_path, case):
 def test_predict_refuses_an_input_that_is_not_a_file(tmp_path, case):
   (tmp_path / "pred.txt").write_text(KEEP)
   (tmp_path / "dir.txt").mkdir()
-  path, what = {"missing": (tmp_path / "none.txt", "no such file"),
-                "directory": (tmp_path / "dir.txt", "is a directory, not a file")}[case]
+  path, what = {
+    "missing": (tmp_path / "none.txt", "no such file"),
+    "directory": (tmp_path / "dir.txt", "is a directory, not a file"),
+  }[case]
   line = refused("predict", path, "--checkpoint", tmp_path, "--out", tmp_path / "pred.txt")
   assert line == f"error: {path}: {what}"
   assert (tmp_path / "pred.txt").read_text() == KEEP
 
 
-@pytest.mark.parametrize("content",
-                         [np.random.default_rng(0).bytes(200), "1;0.1;0.2 µm\n".encode("latin-1")],
-                         ids=["random bytes", "latin-1"])
+@pytest.mark.parametrize(
+  "content",
+  [np.random.default_rng(0).bytes(200), "1;0.1;0.2 µm\n".encode("latin-1")],
+  ids=["random bytes", "latin-1"],
+)
 def test_predict_names_the_input_that_is_not_utf8(tmp_path, content):
   (tmp_path / "some.txt").write_bytes(content)
   (tmp_path / "pred.txt").write_text(KEEP)
@@ -145,8 +157,11 @@ def test_predict_names_the_input_that_is_not_utf8(tmp_path, content):
 def test_explain_refuses_an_out_it_cannot_write(tmp_path, case):
   trajs = trajectories(tmp_path / "t.txt", 2, dim=2)
   (tmp_path / "file").write_text(KEEP)
-  out, what = ((tmp_path / "file" / "ex", "is not an existing directory") if case == "parent a file"
-               else (tmp_path / "file", "exists and is not a directory"))
+  out, what = (
+    (tmp_path / "file" / "ex", "is not an existing directory")
+    if case == "parent a file"
+    else (tmp_path / "file", "exists and is not a directory")
+  )
   line = refused("explain", trajs, "--checkpoint", tmp_path, "--out", out)
   assert line.startswith(f"error: --out {out}: ") and what in line
   assert (tmp_path / "file").read_text() == KEEP and not (tmp_path / "no").exists()

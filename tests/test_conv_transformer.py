@@ -1,15 +1,15 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import flax.linen as nn
 import pytest
 
 from andi_jax import infer
 from andi_jax.data.preprocess import left_pad, standardize
 from andi_jax.data.recipe import Recipe, generate
+from andi_jax.methods.all_lengths import prepare, train_all_lengths
 from andi_jax.models import build_model
 from andi_jax.models.conv_transformer import WindowConv, _pool_words
-from andi_jax.methods.all_lengths import prepare, train_all_lengths
 from andi_jax.train.engine import TrainConfig
 
 SMALL = {"width": 32, "heads": 2, "mlp": 64, "strides": (2, 2)}
@@ -22,8 +22,10 @@ def model_params():
   return model, params
 
 
-@pytest.mark.parametrize("length, channels, kernel, stride, padding", [
-    (50, 2, 5, 2, (2, 2)), (7, 64, 5, 2, (2, 2)), (1000, 2, 5, 1, (2, 2)), (11, 3, 4, 3, (1, 2))])
+@pytest.mark.parametrize(
+  "length, channels, kernel, stride, padding",
+  [(50, 2, 5, 2, (2, 2)), (7, 64, 5, 2, (2, 2)), (1000, 2, 5, 1, (2, 2)), (11, 3, 4, 3, (1, 2))],
+)
 def test_window_conv_is_flax_conv(length, channels, kernel, stride, padding):
   # training's matrix product over windows and inference's convolution both reproduce nn.Conv
   x = jax.random.normal(jax.random.key(1), (3, length, channels))
@@ -31,8 +33,9 @@ def test_window_conv_is_flax_conv(length, channels, kernel, stride, padding):
   params = conv.init(jax.random.key(0), x)
   expected = conv.apply(params, x)
   for train in (True, False):
-    np.testing.assert_allclose(WindowConv(8, kernel, stride, padding).apply(params, x, train), expected,
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+      WindowConv(8, kernel, stride, padding).apply(params, x, train), expected, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_padding_and_batch_do_not_change_outputs(model_params):
@@ -44,11 +47,11 @@ def test_padding_and_batch_do_not_change_outputs(model_params):
   np.testing.assert_allclose(outs[0], outs[1], atol=2e-6)
   np.testing.assert_allclose(outs[0], outs[2], atol=2e-6)
   for i in (3, 6):
-    alone = np.asarray(model.apply({"params": params}, *left_pad(rows[i:i + 1], 768)))
+    alone = np.asarray(model.apply({"params": params}, *left_pad(rows[i : i + 1], 768)))
     np.testing.assert_allclose(alone[0], outs[1][i], atol=2e-6)
   # what lies in the padding is ignored
   x, length = left_pad(rows, 768)
-  x[0, :768 - 10] = 1e3
+  x[0, : 768 - 10] = 1e3
   np.testing.assert_allclose(np.asarray(model.apply({"params": params}, x, length)), outs[1], atol=2e-6)
 
 
@@ -76,18 +79,30 @@ def test_predictor_compiles_once_per_bucket(model_params):
 
 @pytest.fixture(scope="module")
 def recipe_data(tmp_path_factory):
-  ds = generate(Recipe(n=3000, seed=5, T=200, keep=100, min_length=50, max_length=100), workers=2,
-                cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+  ds = generate(
+    Recipe(n=3000, seed=5, T=200, keep=100, min_length=50, max_length=100),
+    workers=2,
+    cache_dir=tmp_path_factory.mktemp("cache"),
+    progress=False,
+  )
   x, length = prepare([t[0] for t in ds.trajectories()])
   return ds, x[:, -128:], length
 
 
 def test_task2_learns_and_checkpoint_round_trip(recipe_data, tmp_path):
   ds, x, length = recipe_data
-  config = TrainConfig(task="classification", batch_size=128, max_epochs=4, learning_rate=3e-3,
-                       checkpoint_every=1000)
-  out = train_all_lengths(x[:2500], length[:2500], ds.model[:2500], tmp_path, task=2, model_config=SMALL,
-                          folds=2, train_config=config, progress=False)
+  config = TrainConfig(task=2, batch_size=128, max_epochs=4, learning_rate=3e-3, checkpoint_every=1000)
+  out = train_all_lengths(
+    x[:2500],
+    length[:2500],
+    ds.model[:2500],
+    tmp_path,
+    task=2,
+    model_config=SMALL,
+    folds=2,
+    train_config=config,
+    progress=False,
+  )
   assert max(out["val_metric"]) < 0.6  # error rate; chance is 0.8 for five balanced classes
   pred = infer.load(tmp_path)
   test = ds.trajectories()[2500:]
@@ -97,5 +112,6 @@ def test_task2_learns_and_checkpoint_round_trip(recipe_data, tmp_path):
   # the exported checkpoint reproduces the trained parameters' fold-averaged forward
   model, _ = build_model("conv_transformer", {**SMALL, "outputs": 5})
   direct = jax.vmap(lambda p: jax.nn.softmax(model.apply({"params": p}, x[2500:2510], length[2500:2510])))(
-      pred.params).mean(0)
+    pred.params
+  ).mean(0)
   np.testing.assert_allclose(proba[:10], np.asarray(direct), atol=1e-5)

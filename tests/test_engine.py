@@ -8,13 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import linen as nn
 import pytest
+from flax import linen as nn
 
-from andi_jax.models import build_model
-from andi_jax.train.engine import (ConfigMismatchError, Ensemble, EnsembleData, NonFiniteError, TrainConfig,
-                                   kfold_indices)
 from andi_jax.methods.per_length import train_lengths
+from andi_jax.models import build_model
+from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices
+from andi_jax.train.loop import ConfigMismatchError, NonFiniteError, fit
 
 SMALL = {"hidden": 8, "layers": 2, "dropout": 0.2, "outputs": 1}
 
@@ -26,8 +26,14 @@ def _ensemble(**kw):
 
 def _data(x, y, folds=3):
   tr, va = kfold_indices(len(y), folds, 0)
-  return EnsembleData(x=x[None], length=np.full((1, len(y)), x.shape[1], np.int32), y=y,
-                      group=np.zeros(folds, int), train_idx=tr, val_idx=va)
+  return EnsembleData(
+    x=x[None],
+    length=np.full((1, len(y)), x.shape[1], np.int32),
+    y=y,
+    group=np.zeros(folds, int),
+    train_idx=tr,
+    val_idx=va,
+  )
 
 
 def test_kfold_disjoint_80_20():
@@ -61,7 +67,7 @@ def test_stopped_model_does_not_change(toy_alpha_data):
   state = ens.init(2, 20)
   state = state.replace(stopped=jnp.array([True, False]))
   before = jax.tree.map(np.asarray, state.params)
-  batch = ens._batch(_data(x, y, 2), np.stack([np.arange(128), np.arange(128, 256)]), 20)
+  batch = ens.batch(_data(x, y, 2), np.stack([np.arange(128), np.arange(128, 256)]), 20)
   state, _ = ens.train_step(state, *batch, jax.random.split(jax.random.key(0), 2))
   after = jax.tree.map(np.asarray, state.params)
   for b, a in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
@@ -71,7 +77,7 @@ def test_stopped_model_does_not_change(toy_alpha_data):
 
 def test_fit_learns_and_keeps_best_epoch(toy_alpha_data):
   x, y = toy_alpha_data
-  result = _ensemble(max_epochs=4, learning_rate=1e-2).fit(_data(x, y), progress=False)
+  result = fit(_ensemble(max_epochs=4, learning_rate=1e-2), _data(x, y), progress=False)
   metrics = np.array([h["val_metric"] for h in result.history])  # (epochs, models)
   np.testing.assert_array_equal(np.asarray(result.state.best_epoch), metrics.argmin(0))
   np.testing.assert_allclose(np.asarray(result.state.best_metric), metrics.min(0), rtol=1e-6)
@@ -86,15 +92,15 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, toy_alpha_data):
   x, y = toy_alpha_data
   data = _data(x, y)
   ens = _ensemble()
-  full = ens.fit(data, tmp_path / "full", progress=False)
+  full = fit(ens, data, tmp_path / "full", progress=False)
 
   def kill(step):
     if step == 11:  # 6 steps per epoch: dies in epoch 1 after its mid-epoch save at step 9
       raise Killed
 
   with pytest.raises(Killed):
-    ens.fit(data, tmp_path / "run", progress=False, callback=kill)
-  resumed = ens.fit(data, tmp_path / "run", progress=False)
+    fit(ens, data, tmp_path / "run", progress=False, callback=kill)
+  resumed = fit(ens, data, tmp_path / "run", progress=False)
   assert resumed.steps < full.steps
   for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(resumed.state)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -106,16 +112,22 @@ def test_classification_task_runs_and_learns():
   labels = rng.integers(0, 2, 1280).astype(np.int32)
   x = np.cumsum(rng.normal(size=(1280, 20)) + 0.8 * labels[:, None], axis=1).astype(np.float32)
   x = (x - x.mean(1, keepdims=True)) / (x.std(1, keepdims=True))
-  ens = _ensemble(task="classification", model={**SMALL, "outputs": 2}, max_epochs=3, learning_rate=1e-2)
-  result = ens.fit(_data(x, labels), progress=False)
+  ens = _ensemble(task=2, model={**SMALL, "outputs": 2}, max_epochs=3, learning_rate=1e-2)
+  result = fit(ens, _data(x, labels), progress=False)
   assert np.asarray(result.state.best_metric).max() < 0.25  # error rate; chance is 0.5
 
 
 def test_multi_length_group_padding_waste():
   x = np.zeros((2, 10, 40), np.float32)
   length = np.stack([np.full(10, 20), np.full(10, 40)]).astype(np.int32)
-  data = EnsembleData(x=x, length=length, y=np.zeros(10, np.float32), group=np.array([0, 0, 1, 1]),
-                      train_idx=np.zeros((4, 8), int), val_idx=np.zeros((4, 2), int))
+  data = EnsembleData(
+    x=x,
+    length=length,
+    y=np.zeros(10, np.float32),
+    group=np.array([0, 0, 1, 1]),
+    train_idx=np.zeros((4, 8), int),
+    val_idx=np.zeros((4, 2), int),
+  )
   assert data.padding_waste == pytest.approx(0.25)
 
 
@@ -124,10 +136,17 @@ def _bucketed(n=3000, folds=2):
   length = rng.integers(10, 65, n).astype(np.int32)
   x = np.zeros((1, n, 64), np.float32)
   for i, L in enumerate(length):
-    x[0, i, 64 - L:] = rng.normal(size=L)
+    x[0, i, 64 - L :] = rng.normal(size=L)
   tr, va = kfold_indices(n, folds, 0)
-  return EnsembleData(x=x, length=length[None], y=rng.normal(size=n).astype(np.float32),
-                      group=np.zeros(folds, int), train_idx=tr, val_idx=va, widths=(16, 32, 64))
+  return EnsembleData(
+    x=x,
+    length=length[None],
+    y=rng.normal(size=n).astype(np.float32),
+    group=np.zeros(folds, int),
+    train_idx=tr,
+    val_idx=va,
+    widths=(16, 32, 64),
+  )
 
 
 def test_buckets_batch_one_width_each_and_bound_waste():
@@ -147,8 +166,15 @@ def test_buckets_batch_one_width_each_and_bound_waste():
   assert ens.epoch_batches(data, 0)[3][1].tolist() == steps[3][1].tolist()  # a function of (seed, epoch)
   assert len(_ensemble(steps_per_epoch=5).epoch_batches(data, 0)) == 5
   with pytest.raises(ValueError, match="widest bucket"):
-    EnsembleData(x=data.x, length=data.length, y=data.y, group=data.group, train_idx=data.train_idx,
-                 val_idx=data.val_idx, widths=(16, 32))
+    EnsembleData(
+      x=data.x,
+      length=data.length,
+      y=data.y,
+      group=data.group,
+      train_idx=data.train_idx,
+      val_idx=data.val_idx,
+      widths=(16, 32),
+    )
 
 
 def test_bucketed_validation_equals_full_width():
@@ -167,7 +193,7 @@ def test_map_and_vmap_ensembles_agree(toy_alpha_data):
   for mode in ("map", "vmap"):
     ens = _ensemble(ensemble=mode)
     state = ens.init(2, 20)
-    batch = ens._batch(data, np.stack([np.arange(128), np.arange(128, 256)]), 20)
+    batch = ens.batch(data, np.stack([np.arange(128), np.arange(128, 256)]), 20)
     state, loss = ens.train_step(state, *batch, jax.random.split(jax.random.key(0), 2))
     results.append((state.params, loss))
   for other in results[1:]:
@@ -181,14 +207,18 @@ def test_step_on_sharded_rows_equals_whole_batch_step(toy_alpha_data):
   x, y = toy_alpha_data
   ens = _ensemble(model={**SMALL, "dropout": 0.0})
   state = ens.init(2, 20)
-  x_MxB, length_MxB, y_MxB = ens._batch(_data(x, y, 2), np.stack([np.arange(128), np.arange(128, 256)]), 20)
+  x_MxB, length_MxB, y_MxB = ens.batch(_data(x, y, 2), np.stack([np.arange(128), np.arange(128, 256)]), 20)
   keys = jax.random.split(jax.random.key(0), 2)
   expected = []
   for m in range(2):
     params, opt_state = jax.tree.map(lambda a: np.asarray(a[m]), (state.params, state.opt_state))
     x_B, length_B, y_B = (np.asarray(a[m]) for a in (x_MxB, length_MxB, y_MxB))
-    loss, grads = jax.value_and_grad(lambda p: jnp.mean(
-        (ens.model.apply({"params": p}, x_B, length_B, train=True, rngs={"dropout": keys[m]})[:, 0] - y_B) ** 2))(params)
+    loss, grads = jax.value_and_grad(
+      lambda p: jnp.mean(
+        (ens.model.apply({"params": p}, x_B, length_B, train=True, rngs={"dropout": keys[m]})[:, 0] - y_B)
+        ** 2
+      )
+    )(params)
     updates, _ = ens.tx.update(grads, opt_state, params)
     expected.append((loss, optax.apply_updates(params, updates)))
   state, loss = ens.train_step(state, x_MxB, length_MxB, y_MxB, keys)
@@ -212,7 +242,9 @@ class _NaNBeyondWidth(nn.Module):
 
 def test_validation_masks_padded_rows_whatever_their_output():
   data = _bucketed(n=600)
-  data.length[0, 0] = 64  # padding used to repeat row 0 in every bucket, here a row too long for the narrow ones
+  data.length[0, 0] = (
+    64  # padding used to repeat row 0 in every bucket, here a row too long for the narrow ones
+  )
   ens = Ensemble(_NaNBeyondWidth(), TrainConfig(batch_size=128))
   params = ens.init(2, 64).params
   bucketed, full = ens.validate(params, data), ens.validate(params, dataclasses.replace(data, widths=None))
@@ -224,13 +256,16 @@ def test_validation_masks_padded_rows_whatever_their_output():
 def test_resume_with_another_configuration_names_the_fields(tmp_path, toy_alpha_data):
   x, y = toy_alpha_data
   data = _data(x, y)
-  _ensemble(max_epochs=1).fit(data, tmp_path, progress=False)
+  fit(_ensemble(max_epochs=1), data, tmp_path, progress=False)
   changed = _ensemble(max_epochs=2, learning_rate=5e-3, plateau_patience=3)
-  with pytest.raises(ConfigMismatchError, match=r"train\.learning_rate: 0\.001 -> 0\.005; "
-                                                r"train\.plateau_patience: 2 -> 3"):
-    changed.fit(data, tmp_path, progress=False)
-  assert len(_ensemble(max_epochs=2).fit(data, tmp_path, progress=False).history) == 2  # max_epochs may grow
-  assert len(changed.fit(data, tmp_path, progress=False, force=True).history) == 2
+  with pytest.raises(
+    ConfigMismatchError,
+    match=r"train\.learning_rate: 0\.001 -> 0\.005; "
+    r"train\.plateau_patience: 2 -> 3",
+  ):
+    fit(changed, data, tmp_path, progress=False)
+  assert len(fit(_ensemble(max_epochs=2), data, tmp_path, progress=False).history) == 2  # max_epochs may grow
+  assert len(fit(changed, data, tmp_path, progress=False, force=True).history) == 2
 
 
 def test_non_finite_training_loss_stops_the_run(tmp_path, toy_alpha_data):
@@ -240,7 +275,7 @@ def test_non_finite_training_loss_stops_the_run(tmp_path, toy_alpha_data):
   data = _data(x, y)
   data.val_idx[data.val_idx == 3] = 4  # the row trains two of the models and validates none
   with pytest.raises(NonFiniteError, match=r"training loss not finite at epoch 0, step \d+"):
-    _ensemble().fit(data, tmp_path, progress=False)
+    fit(_ensemble(), data, tmp_path, progress=False)
   assert not any(p.name.isdigit() for p in tmp_path.iterdir())  # no checkpoint holds the non-finite state
 
 
@@ -248,8 +283,17 @@ def test_no_finished_epoch_exports_nothing(tmp_path):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(512, 20)).astype(np.float32)
   with pytest.raises(RuntimeError, match="finished no epoch"):
-    train_lengths(x, rng.uniform(0, 2, 512).astype(np.float32), [20], tmp_path, folds=2, model_config=SMALL,
-                  train_config=TrainConfig(batch_size=64), time_budget=0.0, progress=False)
+    train_lengths(
+      x,
+      rng.uniform(0, 2, 512).astype(np.float32),
+      [20],
+      tmp_path,
+      folds=2,
+      model_config=SMALL,
+      train_config=TrainConfig(batch_size=64),
+      time_budget=0.0,
+      progress=False,
+    )
   assert not (tmp_path / "models").exists() and (tmp_path / "train").exists()
 
 
@@ -269,20 +313,24 @@ def killing_rename(src, dst):  # orbax commits a save by renaming its temporary 
 
 os.rename = killing_rename
 with np.load(os.path.join(sys.argv[2], "data.npz")) as f:
-  test_engine._ensemble().fit(test_engine._data(f["x"], f["y"]), os.path.join(sys.argv[2], "run"), progress=False)
+  data = test_engine._data(f["x"], f["y"])
+test_engine.fit(test_engine._ensemble(), data, os.path.join(sys.argv[2], "run"), progress=False)
 """
 
 
 def test_kill_during_a_save_resumes_from_the_last_complete_one(tmp_path, toy_alpha_data):
   x, y = toy_alpha_data
   np.savez(tmp_path / "data.npz", x=x, y=y)
-  proc = subprocess.run([sys.executable, "-c", _KILLED_IN_SAVE, os.path.dirname(__file__), str(tmp_path), "3"],
-                        capture_output=True, text=True)
+  proc = subprocess.run(
+    [sys.executable, "-c", _KILLED_IN_SAVE, os.path.dirname(__file__), str(tmp_path), "3"],
+    capture_output=True,
+    text=True,
+  )
   assert proc.returncode == -signal.SIGKILL, proc.stderr
   assert any("orbax-checkpoint-tmp" in p.name for p in (tmp_path / "run").iterdir())  # the torn save is there
   ens = _ensemble()
-  resumed = ens.fit(_data(x, y), tmp_path / "run", progress=False)
-  full = ens.fit(_data(x, y), tmp_path / "full", progress=False)
+  resumed = fit(ens, _data(x, y), tmp_path / "run", progress=False)
+  full = fit(ens, _data(x, y), tmp_path / "full", progress=False)
   assert 0 < resumed.steps < full.steps
   for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(resumed.state)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

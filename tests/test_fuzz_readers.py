@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from andi_jax.data.io import MIN_POINTS, TrajectoryFormatError, read_labels, read_trajectories
 from andi_jax.train.checkpoint import CheckpointError, read_meta
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+  max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def _valid_files() -> dict[str, bytes]:
@@ -32,7 +34,9 @@ TEXTY = st.text(alphabet="0123456789.;,-+eE \nnaif\rtrajfrmexy", max_size=400).m
 def _mutated(data: bytes):
   """A valid file with some bytes changed, some removed (truncation included) or some added."""
   positions = st.integers(0, max(len(data) - 1, 0))
-  edits = st.lists(st.tuples(st.sampled_from(["set", "cut", "add"]), positions, st.integers(0, 255)), max_size=6)
+  edits = st.lists(
+    st.tuples(st.sampled_from(["set", "cut", "add"]), positions, st.integers(0, 255)), max_size=6
+  )
 
   def apply(ops):
     b = bytearray(data)
@@ -85,7 +89,9 @@ def test_label_reader_on_any_bytes(tmp_path, content):
 
 
 @SETTINGS
-@given(content=st.one_of(st.binary(max_size=200), _mutated(b'{"method": "all-lengths", "task": 1, "folds": 2}')))
+@given(
+  content=st.one_of(st.binary(max_size=200), _mutated(b'{"method": "all-lengths", "task": 1, "folds": 2}'))
+)
 def test_checkpoint_metadata_reader_on_any_bytes(tmp_path, content):
   (tmp_path / "meta.json").write_bytes(content)
   try:

@@ -6,14 +6,22 @@ import json
 import numpy as np
 import pytest
 
-from andi_jax.studies import generator_equivalence as ge
 from andi_jax.data.recipe import Dataset
+from andi_jax.studies import generator_equivalence as ge
 from andi_jax.train.engine import TrainConfig
 
-TINY = ge.EquivalenceConfig(length=20, T=60, train_n=48, test_n=30, seeds=(0,), model="lstm",
-                            model_config=(("hidden", 8), ("layers", 1)),
-                            train=TrainConfig(batch_size=8, steps_per_epoch=2, max_epochs=1, max_reductions=1_000),
-                            chunk=24, workers=1)
+TINY = ge.EquivalenceConfig(
+  length=20,
+  T=60,
+  train_n=48,
+  test_n=30,
+  seeds=(0,),
+  model="lstm",
+  model_config=(("hidden", 8), ("layers", 1)),
+  train=TrainConfig(batch_size=8, steps_per_epoch=2, max_epochs=1, max_reductions=1_000),
+  chunk=24,
+  workers=1,
+)
 
 
 def test_training_sets_share_format(tmp_path):
@@ -24,7 +32,7 @@ def test_training_sets_share_format(tmp_path):
       assert s["x"].dtype == np.float32 and s["x"].shape[0] == config.train_n, name
       assert s["x"].shape[1] == (config.length or ge.WIDTHS[-1]), name
       for row, length in zip(s["x"][:5], s["length"][:5]):
-        assert np.all(row[:len(row) - length] == 0)
+        assert np.all(row[: len(row) - length] == 0)
         np.testing.assert_allclose([row[-length:].mean(), row[-length:].std()], [0, 1], atol=1e-4)
     assert sets["jax"]["model"].dtype == sets["andi"]["model"].dtype == np.int32
 
@@ -40,8 +48,13 @@ def test_run_writes_report(tmp_path):
 
 
 def test_score_task1_per_model():
-  test = Dataset(x=np.zeros((4, 1, 10), np.float32), alpha=np.float32([0.5, 1.0, 1.5, 1.0]),
-                 model=np.int32([0, 0, 3, 4]), noise=np.zeros(4, np.float32), length=np.full(4, 10, np.int32))
+  test = Dataset(
+    x=np.zeros((4, 1, 10), np.float32),
+    alpha=np.float32([0.5, 1.0, 1.5, 1.0]),
+    model=np.int32([0, 0, 3, 4]),
+    noise=np.zeros(4, np.float32),
+    length=np.full(4, 10, np.int32),
+  )
   out = ge.score(1, np.array([0.5, 1.2, 1.0, 1.0]), test)
   assert out["mae"] == pytest.approx(0.7 / 4)
   assert out["mae_by_model"] == pytest.approx({"attm": 0.1, "lw": 0.5, "sbm": 0.0})

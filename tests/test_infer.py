@@ -14,26 +14,38 @@ CFG = {"hidden": 8, "layers": 2, "dropout": 0.2, "outputs": 1}
 def predictor():
   model, _ = build_model("lstm", CFG)
   state = Ensemble(model, TrainConfig(batch_size=8)).init(4, 10)  # 2 lengths x 2 folds
-  params = {L: jax.tree.map(lambda a: a[2 * i:2 * i + 2], state.params) for i, L in enumerate((10, 45))}
+  params = {L: jax.tree.map(lambda a: a[2 * i : 2 * i + 2], state.params) for i, L in enumerate((10, 45))}
   return infer.Predictor(model, np.array([10, 45]), params, scale=1.011, clip=(0.05, 2.0))
 
 
 def _direct(pred, length, window):
   """The fold-averaged raw output of one standardised window, computed without the predictor."""
-  outs = [pred.model.apply({"params": jax.tree.map(lambda a: a[f], pred.params[length])},
-                           standardize(window[None]), np.array([len(window)]), train=False)[0, 0]
-          for f in range(2)]
+  outs = [
+    pred.model.apply(
+      {"params": jax.tree.map(lambda a: a[f], pred.params[length])},
+      standardize(window[None]),
+      np.array([len(window)]),
+      train=False,
+    )[0, 0]
+    for f in range(2)
+  ]
   return float(np.mean(outs))
 
 
 def test_seed_rule_windows_folds_scale_clip_axes(predictor):
   rng = np.random.default_rng(0)
-  t10, t49, t2d = rng.normal(size=10).cumsum(), rng.normal(size=49).cumsum(), rng.normal(size=(2, 60)).cumsum(1)
+  t10, t49, t2d = (
+    rng.normal(size=10).cumsum(),
+    rng.normal(size=49).cumsum(),
+    rng.normal(size=(2, 60)).cumsum(1),
+  )
   got = predictor.predict([t10, t49, t2d], batch_size=8)
   post = lambda a: np.clip(a * 1.011, 0.05, 2.0)
-  want = [post(_direct(predictor, 10, t10)),
-          post((_direct(predictor, 45, t49[:45]) + _direct(predictor, 45, t49[4:])) / 2),
-          np.mean([post((_direct(predictor, 45, ax[:45]) + _direct(predictor, 45, ax[15:])) / 2) for ax in t2d])]
+  want = [
+    post(_direct(predictor, 10, t10)),
+    post((_direct(predictor, 45, t49[:45]) + _direct(predictor, 45, t49[4:])) / 2),
+    np.mean([post((_direct(predictor, 45, ax[:45]) + _direct(predictor, 45, ax[15:])) / 2) for ax in t2d]),
+  ]
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 

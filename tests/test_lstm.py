@@ -73,7 +73,9 @@ def test_gradients_match_reference_float32_masked():
   length = jnp.array([7, 2, 4, 6, 1, 7])
   target = jnp.zeros((6, CFG.outputs))
   ours, ref = _loss_fns(model, x, length, target)
-  for a, b in zip(jax.tree.leaves(jax.jit(jax.grad(ours))(params)), jax.tree.leaves(jax.jit(jax.grad(ref))(params))):
+  for a, b in zip(
+    jax.tree.leaves(jax.jit(jax.grad(ours))(params)), jax.tree.leaves(jax.jit(jax.grad(ref))(params))
+  ):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -82,11 +84,11 @@ def test_padding_invariance():
   lengths = [9, 4, 1]
   padded = np.full(x.shape, 7.0, np.float32)  # garbage padding
   for r, n in enumerate(lengths):
-    padded[r, 9 - n:] = x[r, :n]
+    padded[r, 9 - n :] = x[r, :n]
   apply = jax.jit(lambda x, length: model.apply({"params": params}, x, length, train=False))
   out = apply(jnp.asarray(padded), jnp.array(lengths))
   for r, n in enumerate(lengths):
-    alone = apply(x[r:r + 1, :n], jnp.array([n]))
+    alone = apply(x[r : r + 1, :n], jnp.array([n]))
     np.testing.assert_allclose(out[r], alone[0], rtol=1e-5, atol=1e-6)
 
 
@@ -100,7 +102,7 @@ def test_vmap_over_models_and_jit():
 
   def loss(p, x, length, key):
     out = model.apply({"params": p}, x, length, train=True, rngs={"dropout": key})
-    return jnp.mean(out ** 2), out
+    return jnp.mean(out**2), out
 
   def grads(p, x, length, key):
     return jax.grad(loss, has_aux=True)(p, x, length, key)

@@ -15,8 +15,13 @@ def test_mae_and_f1():
 
 def test_by_length_buckets():
   rows = metrics.by_length(metrics.mae, [0, 0, 0, 0], [1, 2, 3, 4], [10, 49, 50, 999])
-  assert [(r["bucket"], r["n"]) for r in rows] == [("all", 4), ("[10,50)", 2), ("[50,100)", 1),
-                                                   ("[100,500)", 0), ("[500,1000)", 1)]
+  assert [(r["bucket"], r["n"]) for r in rows] == [
+    ("all", 4),
+    ("[10,50)", 2),
+    ("[50,100)", 1),
+    ("[100,500)", 0),
+    ("[500,1000)", 1),
+  ]
   assert rows[1]["value"] == pytest.approx(1.5) and np.isnan(rows[3]["value"])
 
 

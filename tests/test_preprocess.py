@@ -45,8 +45,10 @@ def test_refuse_names_first_constant_or_non_finite_row():
 @pytest.fixture(scope="module")
 def predictors():
   """Predictors without networks: a refusal must come before any model runs."""
-  return (infer.Predictor(None, np.array([10, 45]), {}, scale=1.0, clip=(0.05, 2.0)),
-          infer.AllLengthsPredictor(None, None, task=1, classes=None))
+  return (
+    infer.Predictor(None, np.array([10, 45]), {}, scale=1.0, clip=(0.05, 2.0)),
+    infer.AllLengthsPredictor(None, None, task=1, classes=None),
+  )
 
 
 def _walk(T, seed=0):
@@ -60,13 +62,16 @@ def _beyond_float64():
   return np.r_[_walk(29), np.inf]
 
 
-@pytest.mark.parametrize("trajectories, message", [
+@pytest.mark.parametrize(
+  "trajectories, message",
+  [
     ([_walk(20), _walk(30), np.full(25, 1e300)], r"trajectory 2: constant \(all increments zero\)"),
     ([_walk(20), _beyond_float64()], "trajectory 1: not finite after standardisation"),
     ([np.r_[_walk(20), np.nan]], "trajectory 0: not finite after standardisation"),
     ([np.stack([_walk(40), np.zeros(40)])], r"trajectory 0 \(axis 1\): constant"),
-    ([_walk(20), [1, 2] * 5 + [10 ** 400]], "trajectory 1: positions beyond the float64 range"),
-])
+    ([_walk(20), [1, 2] * 5 + [10**400]], "trajectory 1: positions beyond the float64 range"),
+  ],
+)
 def test_predict_refuses_naming_the_trajectory(predictors, trajectories, message):
   for predictor in predictors:
     with pytest.raises(UnpredictableTrajectory, match=f"^{message}"):

@@ -6,18 +6,22 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from andi_jax.bench import generation
 import pytest
 
+from andi_jax.bench import generation
 from andi_jax.data import preprocess, recipe
 from andi_jax.data import simulate as sim
 from andi_jax.studies import generator_validation as val
 
 GRID = recipe.ALPHA_GRID
 # grid ends, the middle, and the special values (alpha = 1: FBM's H = 1/2 shortcut; alpha = 2: LW's sigma)
-ALPHAS = {"attm": (0.05, 0.5, 1.0), "ctrw": (0.05, 0.5, 1.0), "fbm": (0.05, 1.0, 1.95), "lw": (1.05, 1.5, 2.0),
-          "sbm": (0.05, 1.0, 2.0)}
+ALPHAS = {
+  "attm": (0.05, 0.5, 1.0),
+  "ctrw": (0.05, 0.5, 1.0),
+  "fbm": (0.05, 1.0, 1.95),
+  "lw": (1.05, 1.5, 2.0),
+  "sbm": (0.05, 1.0, 2.0),
+}
 
 
 def cases(model):
@@ -26,7 +30,10 @@ def cases(model):
   A subset; experiments/validate_generators.py replays a larger sweep.
   """
   alphas = [float(GRID[np.argmin(np.abs(GRID - a))]) for a in ALPHAS[model]]
-  one_d = [(a, T, 1, 10 * i + j) for (i, a), (j, T) in itertools.product(enumerate(alphas), enumerate((10, 37, 100, 1000)))]
+  one_d = [
+    (a, T, 1, 10 * i + j)
+    for (i, a), (j, T) in itertools.product(enumerate(alphas), enumerate((10, 37, 100, 1000)))
+  ]
   return one_d + [(a, 37, d, d) for a, d in itertools.product(alphas, (2, 3))]
 
 
@@ -73,10 +80,19 @@ def test_replay_float32(model):
   """1e-5, except where float32 rounding moves an event time across the integer andi floors it to."""
   excused = []
   for alpha, T, dim, seed in cases(model):
-    kw = {"sqrt_eigenvalues": jnp.asarray(sim.fbm_eigenvalue_table([alpha], T)[0], jnp.float32)} if model == "fbm" else {}
+    kw = (
+      {"sqrt_eigenvalues": jnp.asarray(sim.fbm_eigenvalue_table([alpha], T)[0], jnp.float32)}
+      if model == "fbm"
+      else {}
+    )
     if relative_error(model, alpha, T, dim, seed, jnp.float32, **kw) > 1e-5:
       assert model in ("attm", "ctrw", "lw"), (alpha, T, dim, seed)
-      assert event_margin(model, alpha, T, replay(model, alpha, T, dim, seed)[0]) < 1e-4, (alpha, T, dim, seed)
+      assert event_margin(model, alpha, T, replay(model, alpha, T, dim, seed)[0]) < 1e-4, (
+        alpha,
+        T,
+        dim,
+        seed,
+      )
       excused.append((alpha, T, dim, seed))
   assert len(excused) <= 1, excused
 
@@ -89,7 +105,14 @@ def test_fbm_in_graph_eigenvalues_float32():
 
 def test_normalize_matches_recipe(x64):
   """On increments, as recipe._normalize (andi's normalize; constant-velocity axes left unscaled)."""
-  rows = [("ctrw", 0.05, 3), ("lw", 2.0, 0), ("lw", 2.0, 2), ("attm", 0.05, 0), ("fbm", 0.5, 0), ("sbm", 1.5, 1)]
+  rows = [
+    ("ctrw", 0.05, 3),
+    ("lw", 2.0, 0),
+    ("lw", 2.0, 2),
+    ("attm", 0.05, 0),
+    ("fbm", 0.5, 0),
+    ("sbm", 1.5, 1),
+  ]
   flat = 0
   for model, alpha, seed in rows:
     _, raw = replay(model, float(GRID[np.argmin(np.abs(GRID - alpha))]), 100, 2, seed)
@@ -110,7 +133,8 @@ def test_vmap_jit_match_single_calls():
   alphas = jnp.array([1.05, 1.6, 2.0])
   simulate = jax.jit(sim.simulate, static_argnums=(1, 3, 4))
   batched = jax.jit(jax.vmap(sim.simulate, in_axes=(0, None, 0, None, None)), static_argnums=(1, 3, 4))(
-      keys, "lw", alphas, 40, 2)
+    keys, "lw", alphas, 40, 2
+  )
   assert batched.shape == (3, 2, 40) and np.all(batched[:, :, 0] == 0)
   for i in range(3):
     np.testing.assert_allclose(batched[i], simulate(keys[i], "lw", alphas[i], 40, 2), rtol=1e-5, atol=1e-5)
@@ -145,8 +169,8 @@ def check_batch(b, batch, width, dim, models, levels):
   x = np.asarray(b.x).reshape(batch, dim, width)
   for i in range(batch):
     L = int(b.length[i])
-    assert np.all(x[i, :, :width - L] == 0)  # left padding
-    real = x[i, :, width - L:]
+    assert np.all(x[i, :, : width - L] == 0)  # left padding
+    real = x[i, :, width - L :]
     np.testing.assert_allclose(real.mean(-1), 0, atol=1e-5)
     np.testing.assert_allclose(real.std(-1), 1, atol=1e-4)
     name = recipe.MODELS[int(b.model[i])]
@@ -178,18 +202,27 @@ def test_crop_standardize_matches_preprocess():
   length = np.array([10, 11, 25, 30, 30, 12], np.int32)
   ours = np.asarray(sim.crop_standardize(jnp.asarray(x), jnp.asarray(length), 30))
   for axis in range(2):
-    ref, _ = preprocess.left_pad([preprocess.standardize(r[axis, :L][None])[0] for r, L in zip(x, length)], 30)
+    ref, _ = preprocess.left_pad(
+      [preprocess.standardize(r[axis, :L][None])[0] for r, L in zip(x, length)], 30
+    )
     np.testing.assert_allclose(ours[:, axis], ref, atol=1e-5)
 
 
 def test_device_recipe_validates():
-  for bad in [dict(length=(40, 10)), dict(length=2000), dict(length=20, dim=4), dict(length=20, models=("bm",)),
-              dict(length=20, noise_levels=(-1.0,))]:
+  for bad in [
+    dict(length=(40, 10)),
+    dict(length=2000),
+    dict(length=20, dim=4),
+    dict(length=20, models=("bm",)),
+    dict(length=20, noise_levels=(-1.0,)),
+  ]:
     with pytest.raises(ValueError):
       sim.DeviceRecipe(**bad)
 
 
 def test_throughput_runs_tiny():
-  rows = generation.throughput(Ts=(20,), batch=8, repeats=1, andi_n=4, andi_repeats=1, workers=1, models=("sbm",))
+  rows = generation.throughput(
+    Ts=(20,), batch=8, repeats=1, andi_n=4, andi_repeats=1, workers=1, models=("sbm",)
+  )
   assert [(r["model"], r["T"]) for r in rows] == [("sbm", 20), ("recipe", 20)]
   assert all(r["jax_per_s"] > 0 and r["andi_per_s"] > 0 for r in rows)

@@ -12,9 +12,10 @@ import numpy as np
 def _torch():
   """torch, with denormal numbers flushed to zero as XLA does on CPU. Set before torch starts its thread
   pool, the flag reaches every worker (threads inherit it). Without it, the LSTM's vanishing gradients
-  made its training step at T=500 9x slower on an Intel Xeon (37 against 331 trajectories/s, 2 cores);
-  the comparison is then about denormal arithmetic, not the kernels."""
+  make its training step at long T several times slower on some CPUs; the comparison is then about
+  denormal arithmetic, not the kernels."""
   import torch
+
   torch.set_flush_denormal(True)
   return torch
 
@@ -75,8 +76,9 @@ def infer_call(x_NxT: np.ndarray, batch: int = 2048, folds: int = 5):
   return infer
 
 
-def time_to_mae(x_train, y_train, x_val, y_val, target: float, max_epochs: int = 30, seed: int = 0,
-                batch: int = 512) -> dict:
+def time_to_mae(
+  x_train, y_train, x_val, y_val, target: float, max_epochs: int = 30, seed: int = 0, batch: int = 512
+) -> dict:
   """The seed's loop (shuffle, batches of 512, validation MAE after each epoch, learning rate / 5 after
   2 epochs without improvement) until the validation MAE is at most target."""
   torch = _torch()
@@ -91,16 +93,24 @@ def time_to_mae(x_train, y_train, x_val, y_val, target: float, max_epochs: int =
     model.train()
     order = torch.from_numpy(rng.permutation(len(xt)))
     for b in range(len(xt) // batch):
-      idx = order[b * batch:(b + 1) * batch]
+      idx = order[b * batch : (b + 1) * batch]
       opt.zero_grad()
       torch.nn.functional.mse_loss(model(xt[idx]), yt[idx]).backward()
       opt.step()
     model.eval()
     with torch.no_grad():
-      mae = float(torch.cat([(model(xv[i:i + 4096]) - yv[i:i + 4096]).abs() for i in range(0, len(xv), 4096)]).mean())
+      mae = float(
+        torch.cat(
+          [(model(xv[i : i + 4096]) - yv[i : i + 4096]).abs() for i in range(0, len(xv), 4096)]
+        ).mean()
+      )
     history.append(mae)
     plateau.step(mae)
     if mae <= target:
       break
-  return {"seconds": time.perf_counter() - start, "epochs": len(history), "val_mae": history,
-          "reached": history[-1] <= target}
+  return {
+    "seconds": time.perf_counter() - start,
+    "epochs": len(history),
+    "val_mae": history,
+    "reached": history[-1] <= target,
+  }

@@ -28,8 +28,16 @@ import numpy as np
 from andi_jax.data.simulate import increments
 
 CLASSES = ("ATTM sub", "CTRW sub", "FBM sub", "SBM sub", "FBM super", "LW super", "SBM super", "BM")
-_SOURCES = (("attm", (0.1, 0.9)), ("ctrw", (0.1, 0.9)), ("fbm", (0.1, 0.9)), ("sbm", (0.1, 0.9)),
-            ("fbm", (1.1, 1.9)), ("lw", (1.1, 1.9)), ("sbm", (1.1, 1.9)), ("fbm", (1.0, 1.0)))
+_SOURCES = (
+  ("attm", (0.1, 0.9)),
+  ("ctrw", (0.1, 0.9)),
+  ("fbm", (0.1, 0.9)),
+  ("sbm", (0.1, 0.9)),
+  ("fbm", (1.1, 1.9)),
+  ("lw", (1.1, 1.9)),
+  ("sbm", (1.1, 1.9)),
+  ("fbm", (1.0, 1.0)),
+)
 _CHUNK = 512  # rows simulated per jitted call: one shape per model, whatever n
 
 
@@ -73,8 +81,14 @@ def _left_align(pos_Nx2xT, length_N):
   return np.where((src >= 0)[:, None], out, 0.0)
 
 
-def generate(n_per_class: int, *, min_length: int = 10, max_length: int = 1000, seed: int = 0,
-             classes=range(len(CLASSES))) -> Trajectories:
+def generate(
+  n_per_class: int,
+  *,
+  min_length: int = 10,
+  max_length: int = 1000,
+  seed: int = 0,
+  classes=range(len(CLASSES)),
+) -> Trajectories:
   """n_per_class rows of each class, in class order; a function of the arguments only."""
   if not 10 <= min_length <= max_length:
     raise ValueError(f"need 10 <= min_length <= max_length, got {min_length}, {max_length}")
@@ -90,9 +104,11 @@ def generate(n_per_class: int, *, min_length: int = 10, max_length: int = 1000, 
     pending, attempt = np.arange(n_per_class), 0
     while len(pending):
       rows = pending[:_CHUNK]
-      keys = jax.random.split(jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), c), attempt), _CHUNK)
+      keys = jax.random.split(
+        jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), c), attempt), _CHUNK
+      )
       a = np.resize(alpha[rows], _CHUNK)  # padded to the fixed chunk shape
-      dx = np.asarray(sim(keys, jnp.asarray(a)))[:len(rows)]
+      dx = np.asarray(sim(keys, jnp.asarray(a)))[: len(rows)]
       pos = _normalise(dx, length[rows] - 1)  # constant after the row's last point
       moved = np.abs(pos).max((1, 2)) > 0
       x[rows[moved]] = _left_align(pos[moved], length[rows[moved]])
@@ -102,7 +118,9 @@ def generate(n_per_class: int, *, min_length: int = 10, max_length: int = 1000, 
     lengths.append(length)
     labels.append(np.full(n_per_class, c, np.int32))
     alphas.append(alpha)
-  return Trajectories(np.concatenate(xs), np.concatenate(lengths), np.concatenate(labels), np.concatenate(alphas))
+  return Trajectories(
+    np.concatenate(xs), np.concatenate(lengths), np.concatenate(labels), np.concatenate(alphas)
+  )
 
 
 def add_noise(x_Nx2xW, length_N, sigma: float, seed) -> np.ndarray:

@@ -48,5 +48,5 @@ def left_pad(rows, steps):
   if len(rows) and lengths.max() > steps:
     raise ValueError(f"a row of length {lengths.max()} does not fit in {steps} steps")
   for i, r in enumerate(rows):
-    out[i, steps - len(r):] = r
+    out[i, steps - len(r) :] = r
   return out, lengths

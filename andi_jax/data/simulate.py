@@ -52,10 +52,8 @@ from andi_jax.data.recipe import MODELS, allowed_alphas
 def _in_halves(draw, key, rows: int):
   """draw(key, n) -> arrays of n leading rows, for `rows` rows drawn as the two trips of a loop, each
   from its own key. A loop's outputs are written to memory, so XLA cannot fuse threefry's unrolled rounds
-  (andi_jax/__init__.py) into their consumers: fused into a gather, they ran element by element and the
-  draw got slower than with jax's rolled CPU lowering. The ConvTransformer ensemble's draw (5 x 512 rows
-  simulated at T=1000, 2 cores, 2026-12-02) at T=10 / 100 / 500: 62-64 / 85-91 / 120-122 ms rolled,
-  40-48 / 43-49 / 54-62 ms unrolled and drawn in halves."""
+  (andi_jax/runtime.py) into their consumers: fused into a gather, they ran element by element and the
+  draw got slower than with jax's rolled CPU lowering."""
   half = -(-rows // 2)
   out = jax.lax.map(lambda k: draw(k, half), jax.random.split(key, 2))
   return jax.tree.map(lambda a: a.reshape(2 * half, *a.shape[2:])[:rows], out)
@@ -72,9 +70,13 @@ def cumsum(x, block: int = 32):
   n = x.shape[-1]
   block = min(range(block // 2, 2 * block), key=lambda b: (n % b != 0, abs(b - block)))
   nb = -(-n // block)
-  y = jnp.pad(x.astype(dtype), [(0, 0)] * (x.ndim - 1) + [(0, nb * block - n)]).reshape(*x.shape[:-1], nb, block)
+  y = jnp.pad(x.astype(dtype), [(0, 0)] * (x.ndim - 1) + [(0, nb * block - n)]).reshape(
+    *x.shape[:-1], nb, block
+  )
   within = jnp.einsum("...kb,bc->...kc", y, jnp.triu(jnp.ones((block, block), dtype)), precision="highest")
-  before = jnp.einsum("...k,kj->...j", within[..., -1], jnp.triu(jnp.ones((nb, nb), dtype), 1), precision="highest")
+  before = jnp.einsum(
+    "...k,kj->...j", within[..., -1], jnp.triu(jnp.ones((nb, nb), dtype), 1), precision="highest"
+  )
   return (within + before[..., None]).reshape(*x.shape[:-1], nb * block)[..., :n].astype(x.dtype)
 
 
@@ -98,8 +100,10 @@ def _draw(sampler, key, shape, dtype, **parts) -> dict:
   sizes = [math.prod(part) for part in parts.values()]
   flat = sampler(key, (*shape, sum(sizes)), dtype)
   offsets = np.cumsum([0] + sizes)
-  return {name: flat[..., a:b].reshape(*shape, *part)
-          for (name, part), a, b in zip(parts.items(), offsets[:-1], offsets[1:])}
+  return {
+    name: flat[..., a:b].reshape(*shape, *part)
+    for (name, part), a, b in zip(parts.items(), offsets[:-1], offsets[1:])
+  }
 
 
 def _owner(ends, size):
@@ -124,15 +128,19 @@ def ctrw_core(alpha, T: int, noise: dict):
 
   Waits of at least 1 put at most one jump in each unit of time, so increment j is the jump made at time
   j + 1, or 0: the jumps are added at their times (a float32 floor that merges two times sums them, as
-  counting would). Positions gathered at the jump counts and differenced: 12.5 against 6.4 ms per 1,280 rows.
+  counting would). Faster than positions gathered at the jump counts and differenced.
   """
   wait = jnp.minimum(power(noise["v"], -1 / alpha), T + 1)  # past T + 1 a wait changes nothing
-  when = jnp.floor(cumsum(wait)).astype(jnp.int32)[:T - 1]  # jump k at time >= k + 1: later ones fall out
+  when = jnp.floor(cumsum(wait)).astype(jnp.int32)[: T - 1]  # jump k at time >= k + 1: later ones fall out
   if "direction" in noise:
     jump, drop = _on_sphere(noise["jump"], noise["direction"]), 2  # andi's 3D time 0 adds one to drop
   else:
     jump, drop = noise["jump"], 1  # andi subtracts the first jump's position: it never shows
-  return jnp.zeros((jump.shape[0], T - 1), jump.dtype).at[:, when - 1].add(jump[:, drop:drop + T - 1], mode="drop")
+  return (
+    jnp.zeros((jump.shape[0], T - 1), jump.dtype)
+    .at[:, when - 1]
+    .add(jump[:, drop : drop + T - 1], mode="drop")
+  )
 
 
 # --- LW ---------------------------------------------------------------------------------------
@@ -141,7 +149,9 @@ def ctrw_core(alpha, T: int, noise: dict):
 def lw_noise(key, T: int, dim: int = 1, dtype=jnp.float32, shape=()) -> dict:
   k_u, k_n = jax.random.split(key)
   per_flight = {"sign": (T,)} | ({"angle": (T,)} if dim == 2 else {})
-  noise = _draw(jax.random.uniform, k_u, shape, dtype, u_sigma=(), v=(T,), u_speed=(), **(per_flight if dim < 3 else {}))
+  noise = _draw(
+    jax.random.uniform, k_u, shape, dtype, u_sigma=(), v=(T,), u_speed=(), **(per_flight if dim < 3 else {})
+  )
   noise["v"] = 1 - noise["v"]  # U(0, 1], as andi's 1 - rand(T)
   if dim == 3:
     return noise | _draw(jax.random.normal, k_n, shape, dtype, direction=(3, T))
@@ -166,7 +176,7 @@ def lw_core(alpha, T: int, noise: dict):
       velocity = velocity * jnp.stack([jnp.cos(noise["angle"]), jnp.sin(noise["angle"])])
     return velocity[:, _owner(ends, T)[1:]]
   # 1D: the sign changes scattered at the flights' ends and summed (exact: integers), instead of a gather
-  # of each step's flight, a scalar loop on CPU (recipe draw at T=10, 5 x 512 rows, 2 cores: 16.8 -> 16.2 ms)
+  # of each step's flight, a scalar loop on CPU
   sign = noise["sign"]
   flips = jnp.zeros(T, jnp.int32).at[ends[:-1]].add(sign[1:] - sign[:-1], mode="drop")
   return (speed * (2 * (sign[0] + cumsum(flips)[1:]) - 1).astype(speed.dtype))[None]
@@ -196,7 +206,9 @@ def attm_core(alpha, T: int, noise: dict):
   v = noise["v"]
   log_v = jnp.log(v)
   log_d = log_v / sigma  # D itself underflows float32
-  ends = cumsum(jnp.floor(jnp.minimum(jnp.exp(-log_v / alpha), T)).astype(jnp.int32))  # D^-gamma = V^(-1/alpha)
+  ends = cumsum(
+    jnp.floor(jnp.minimum(jnp.exp(-log_v / alpha), T)).astype(jnp.int32)
+  )  # D^-gamma = V^(-1/alpha)
   segment = _owner(ends, T - 1)
   amplitude = jnp.exp(0.5 * (math.log(2) + log_d))[segment]  # sqrt(2 D) of each step's segment
   if "direction" not in noise:
@@ -235,7 +247,7 @@ def _sqrt_eigenvalues(xp, hurst, m: int):
   k = xp.arange(1, m, dtype=hurst.dtype)
   h2 = 2 * hurst
   # autocovariance 1/2 (|k+1|^2H - 2 |k|^2H + |k-1|^2H), without the naive form's cancellation
-  gamma = 0.5 * k ** h2 * (xp.expm1(h2 * xp.log1p(1 / k)) + xp.expm1(h2 * xp.log1p(-1 / k)))
+  gamma = 0.5 * k**h2 * (xp.expm1(h2 * xp.log1p(1 / k)) + xp.expm1(h2 * xp.log1p(-1 / k)))
   eigenvalues = xp.fft.irfft(xp.concatenate([xp.ones(1, hurst.dtype), gamma]))[:m]
   return xp.sqrt(xp.maximum(eigenvalues, 0))  # rounding can make the smallest ones negative
 
@@ -256,13 +268,14 @@ def fbm_noise(key, T: int, dim: int = 1, dtype=jnp.float32, shape=()) -> dict:
 
 
 def fbm_core(alpha, T: int, noise: dict, sqrt_eigenvalues=None):
-  """Davies-Harte fractional Gaussian noise, H = alpha / 2, as B_H(j / (T - 1)) on [0, 1] (stochastic's scale)."""
+  """Davies-Harte fractional Gaussian noise, H = alpha / 2, as B_H(j / (T - 1)) on [0, 1] (stochastic's
+  scale)."""
   z = noise["z"]
   n, m = T - 1, _fbm_m(T)
   if sqrt_eigenvalues is None:
     sqrt_eigenvalues = fbm_sqrt_eigenvalues(alpha, T)
   hurst = alpha / 2
-  scale = n ** -hurst
+  scale = n**-hurst
   # end bins real and scaled by sqrt 2 (irfft drops their imaginary parts): a constant mask, not two
   # .at[].set on w, which took 35 % more time
   ends = jnp.ones(m, z.dtype).at[jnp.array([0, m - 1])].set(math.sqrt(2))
@@ -371,14 +384,18 @@ def sample_recipe(key, batch: int, recipe: DeviceRecipe) -> Batch:
   # every discrete choice in one call: alpha grid index per pool row, then noise level and length per row
   n_alpha = [len(allowed_alphas(m)) for m in recipe.models]
   low = np.concatenate([np.zeros(n_models * rows + batch, np.int32), np.full(batch, lo, np.int32)])
-  high = np.concatenate([np.repeat(n_alpha, rows), np.full(batch, len(recipe.noise_levels)), np.full(batch, hi + 1)])
+  high = np.concatenate(
+    [np.repeat(n_alpha, rows), np.full(batch, len(recipe.noise_levels)), np.full(batch, hi + 1)]
+  )
   choice = jax.random.randint(k_choice, low.shape, low, high)
   index, level, length = jnp.split(choice, [n_models * rows, n_models * rows + batch])
-  pool = [grid_increments(k, name, i, recipe.T, dim) for k, name, i in zip(
-      jax.random.split(k_models, n_models), recipe.models, index.reshape(n_models, rows))]
+  pool = [
+    grid_increments(k, name, i, recipe.T, dim)
+    for k, name, i in zip(jax.random.split(k_models, n_models), recipe.models, index.reshape(n_models, rows))
+  ]
   pick = jax.random.permutation(k_pick, n_models * rows)[:batch]
   # each pool normalised over all T, then only the kept prefix is gathered into the batch
-  dx = jnp.concatenate([normalize(d)[..., :W - 1] for d, _ in pool])[pick]
+  dx = jnp.concatenate([normalize(d)[..., : W - 1] for d, _ in pool])[pick]
   alpha = jnp.concatenate([a for _, a in pool])[pick]
   model = jnp.repeat(jnp.asarray([MODELS.index(m) for m in recipe.models], jnp.int32), rows)[pick]
   x = positions(dx)
@@ -405,6 +422,7 @@ def _recorded_draws():
       out = draw(*args, **kwargs)
       numpy_log.append((name, kwargs, np.asarray(out, np.float64)))
       return out
+
     return wrapped
 
   class Generator:  # stochastic's FGN calls generator.normal(scale=..., size=...)
@@ -442,6 +460,7 @@ def _arrange(model: str, alpha: float, T: int, dim: int, numpy_log, fgn_log) -> 
   calls = numpy_log
   if model == "sbm":
     from scipy.special import erfcinv
+
     return {"step": np.stack([np.sqrt(2) * erfcinv(2 - 2 * out) for _, _, out in calls])}
   if model == "fbm":
     return {"z": np.stack([_pad(z, 2 * _fbm_m(T)) for z in fgn_log])}
@@ -455,7 +474,7 @@ def _arrange(model: str, alpha: float, T: int, dim: int, numpy_log, fgn_log) -> 
     rands = [out for name, _, out in calls if name == "rand"]
     u_sigma = rands[0] if alpha == 2 else np.float64(0.5)  # unused below 2
     noise = {"u_sigma": u_sigma, "v": 1 - rands[-2], "u_speed": rands[-1]}
-    flights = calls[len(rands):]
+    flights = calls[len(rands) :]
     if dim == 3:
       return noise | {"direction": _pad(np.concatenate([out for _, _, out in flights], axis=1), T)}
     noise["sign"] = _pad(np.array([out for name, _, out in flights if name == "randint"]), T).astype(np.int32)
@@ -469,9 +488,11 @@ def _arrange(model: str, alpha: float, T: int, dim: int, numpy_log, fgn_log) -> 
   normals = [out for name, _, out in calls if name == "randn"]
   noise = {"u_sigma": (sigma - 0.03) / (hi - 0.03), "v": _pad(1 - np.array(u), T - 1, 0.5)}
   if dim < 3:
-    return noise | {"step": np.stack([np.concatenate(normals[a::dim])[:T - 1] for a in range(dim)])}
-  return noise | {"step": np.concatenate(normals[0::2])[:T - 1],
-                  "direction": np.concatenate(normals[1::2], axis=1)[:, :T - 1]}
+    return noise | {"step": np.stack([np.concatenate(normals[a::dim])[: T - 1] for a in range(dim)])}
+  return noise | {
+    "step": np.concatenate(normals[0::2])[: T - 1],
+    "direction": np.concatenate(normals[1::2], axis=1)[:, : T - 1],
+  }
 
 
 def andi_replay(model: str, alpha: float, T: int, dim: int = 1, seed: int = 0) -> tuple[dict, np.ndarray]:
@@ -484,16 +505,3 @@ def andi_replay(model: str, alpha: float, T: int, dim: int = 1, seed: int = 0) -
   with _recorded_draws() as (numpy_log, fgn_log), np.errstate(over="ignore", divide="ignore"):
     x = np.asarray(getattr(theory, model)(T=T, alpha=float(alpha), D=dim), np.float64).reshape(dim, T)
   return _arrange(model, alpha, T, dim, numpy_log, fgn_log), x
-
-
-def tamsd_exponents(x, lags=(1, 2, 4, 8, 16, 32)) -> np.ndarray:
-  """Per-trajectory slope of log TAMSD against log lag, (N,), for positions x (N, T) or (N, dim, T).
-
-  A trajectory that never moves (an all-zero CTRW) gets -1.
-  """
-  x = np.asarray(x, np.float64).reshape(len(x), -1, np.shape(x)[-1])
-  msd = np.stack([np.mean(np.sum((x[..., lag:] - x[..., :-lag]) ** 2, axis=1), axis=-1) for lag in lags], 1)
-  moved = np.all(msd > 0, axis=1)
-  log_lag = np.log(lags) - np.mean(np.log(lags))
-  slope = np.log(np.where(moved[:, None], msd, 1)) @ log_lag / np.sum(log_lag ** 2)
-  return np.where(moved, slope, -1.0)

@@ -1,1 +1,1 @@
-"""Attributions: Grad-CAM for convolutional stages, and the seed-002 Grad-CAM-guided augmentation experiment."""
+"""Attributions: Grad-CAM of any named layer (gradcam), and the `andi-jax explain` report (report, plots)."""

@@ -8,15 +8,14 @@ Both models here use centred windows whose grid starts at the row's first point,
 stride s has ceil(L / s) valid positions for a row of L points and position j centred on point j * s.
 
 The stage is named, not built in: `Layer(module, at)` is a submodule path ("stage4", "EncoderBlock_0")
-and whether its output or its first argument is meant. A method interceptor adds a zero perturbation
-there; the gradient with respect to it is the gradient with respect to the activations, so any model
-works unmodified: the ResNet's stages (their outputs), the ConvTransformer's convolutions ("Conv_1"'s
-output, before its GELU) or its words (the input of "EncoderBlock_0", what it sows as "words").
+and whether its output or its first argument is meant; each model family registers its default
+(andi_jax/models). A method interceptor adds a zero perturbation there; the gradient with respect to it
+is the gradient with respect to the activations, so any model works unmodified: the ResNet's stages
+(their outputs), the ConvTransformer's convolutions ("Conv_1"'s output, before its GELU) or its words
+(the input of "EncoderBlock_0", what it sows as "words").
 
 Rows must not interact (no batch statistics): the gradient of the summed scores is then each row's own.
 """
-
-import dataclasses
 
 import flax.linen as nn
 import jax
@@ -24,27 +23,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from andi_jax.infer import bucket_of
+from andi_jax.models import family_of
+from andi_jax.models.base import Layer
 from andi_jax.train.engine import over_models
 
 
-@dataclasses.dataclass(frozen=True)
-class Layer:
-  module: str  # submodule path below the model, '/'-joined: "stage4", "EncoderBlock_0", "Conv_1"
-  at: str = "output"  # "output": what the submodule returns; "input": its first argument
-
-  def __post_init__(self):
-    if self.at not in ("output", "input"):
-      raise ValueError(f"Layer.at must be 'output' or 'input', got {self.at!r}")
-
-
 def default_layer(model) -> Layer:
-  """The last convolutional stage: the ResNet's last stage, the ConvTransformer's words."""
-  name = type(model).__name__
-  if name == "ResNet":
-    return Layer(model.config.stages[-1])
-  if name == "ConvTransformer":
-    return Layer("EncoderBlock_0", at="input")
-  raise ValueError(f"no default Grad-CAM layer for {name}; name one with Layer(module, at)")
+  """The family's registered layer (andi_jax/models): the ResNet's last stage, the ConvTransformer's words."""
+  family = family_of(model)
+  if family.gradcam_layer is None:
+    raise ValueError(f"no default Grad-CAM layer for {type(model).__name__}; name one with Layer(module, at)")
+  return family.gradcam_layer(model.config)
 
 
 def _apply(model, params, x, length, layer: Layer, delta):
@@ -63,8 +52,10 @@ def _apply(model, params, x, length, layer: Layer, delta):
   with nn.intercept_methods(interceptor):
     logits = model.apply({"params": params}, x, length, train=False)
   if len(seen) != 1:
-    raise ValueError(f"Grad-CAM layer {layer.module!r} was called {len(seen)} times in one forward pass "
-                     f"(submodules: {sorted(params)})")
+    raise ValueError(
+      f"Grad-CAM layer {layer.module!r} was called {len(seen)} times in one forward pass "
+      f"(submodules: {sorted(params)})"
+    )
   if seen[0].ndim != 3:
     raise ValueError(f"Grad-CAM layer {layer.module!r} ({layer.at}) has shape {seen[0].shape}, not (B, S, C)")
   return logits, seen[0]
@@ -74,7 +65,9 @@ def stride(model, params, x, layer: Layer) -> int:
   """The layer's total stride: input points per position, read from its length at a 1024-point input."""
   probe = jax.ShapeDtypeStruct(x.shape[:-1] + (1024,), x.dtype)
   length = jax.ShapeDtypeStruct(x.shape[:1], jnp.int32)
-  S = jax.eval_shape(lambda p, xx, ll: _apply(model, p, xx, ll, layer, 0.0)[1], params, probe, length).shape[1]
+  S = jax.eval_shape(lambda p, xx, ll: _apply(model, p, xx, ll, layer, 0.0)[1], params, probe, length).shape[
+    1
+  ]
   if 1024 % S:
     raise ValueError(f"layer {layer.module!r}: {S} positions for 1024 points is no whole stride")
   return 1024 // S
@@ -129,10 +122,12 @@ class GradCAM:
   def _ensemble_batch(self, params_M, x, length_B, target_B, stride):
     def proba(p):
       return jax.nn.softmax(self.model.apply({"params": p}, x, length_B, train=False))
+
     probs = self._over_models(proba)(params_M).mean(0)
     target = jnp.where(target_B < 0, jnp.argmax(probs, -1), target_B)
-    heat_M = self._over_models(
-        lambda p: gradcam(self.model, p, x, length_B, target, self.layer, stride)[0])(params_M)
+    heat_M = self._over_models(lambda p: gradcam(self.model, p, x, length_B, target, self.layer, stride)[0])(
+      params_M
+    )
     return heat_M, probs, target
 
   def __call__(self, params_M, x_N, length_N, target_N=None, batch_size: int = 256, widths=None):
@@ -156,12 +151,17 @@ class GradCAM:
       ids = np.flatnonzero(width_N == w)
       size = min(batch_size, len(ids))
       for start in range(0, len(ids), size):
-        rows = ids[start:start + size]
+        rows = ids[start : start + size]
         pad = lambda a: np.concatenate([a, np.repeat(a[:1], size - len(rows), 0)])  # fixed batch shape
-        h, p, t = self._batch(params_M, pad(x_N[rows][..., W - w:]), pad(length_N[rows]), pad(target_N[rows]),
-                              stride=self._stride)
-        heat[:, rows, W - w:] = np.asarray(h)[:, :len(rows)]
+        h, p, t = self._batch(
+          params_M,
+          pad(x_N[rows][..., W - w :]),
+          pad(length_N[rows]),
+          pad(target_N[rows]),
+          stride=self._stride,
+        )
+        heat[:, rows, W - w :] = np.asarray(h)[:, : len(rows)]
         if probs is None:
           probs = np.zeros((N, p.shape[-1]), np.float32)
-        probs[rows], target[rows] = np.asarray(p)[:len(rows)], np.asarray(t)[:len(rows)]
+        probs[rows], target[rows] = np.asarray(p)[: len(rows)], np.asarray(t)[: len(rows)]
     return heat, probs, target

@@ -2,18 +2,14 @@
 
 import numpy as np
 
+from andi_jax.plotting import pyplot
+
 BINS = 50  # relative-time bins of the by-class summary
-
-
-def pyplot():
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
 
 
 def _coloured_line(ax, u, v, heat, norm, cmap):
   from matplotlib.collections import LineCollection
+
   points = np.stack([u, v], 1)
   segments = np.stack([points[:-1], points[1:]], 1)
   lines = LineCollection(segments, cmap=cmap, norm=norm, linewidth=1.6)
@@ -34,6 +30,7 @@ def trajectory_png(path, traj_DxT, heat_DxT, title: str, plane: bool):
   `plane` (one heat per point), else each axis against time (one heat per axis and point)."""
   plt = pyplot()
   from matplotlib.colors import Normalize
+
   norm, cmap = Normalize(0, 1), "inferno"
   if plane:
     fig, ax = plt.subplots(figsize=(4.8, 4.2))
@@ -43,7 +40,9 @@ def trajectory_png(path, traj_DxT, heat_DxT, title: str, plane: bool):
     ax.legend(loc="best", fontsize=7)
     axes = [ax]
   else:
-    fig, axes = plt.subplots(len(traj_DxT), 1, figsize=(6, 1.8 + 1.3 * len(traj_DxT)), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(
+      len(traj_DxT), 1, figsize=(6, 1.8 + 1.3 * len(traj_DxT)), sharex=True, squeeze=False
+    )
     axes = axes[:, 0]
     t = np.arange(traj_DxT.shape[1])
     for d, ax in enumerate(axes):

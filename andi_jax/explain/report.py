@@ -18,11 +18,12 @@ import numpy as np
 from andi_jax.data import eight_class
 from andi_jax.data.preprocess import left_pad, standardize
 from andi_jax.explain import plots
-from andi_jax.explain.gradcam import GradCAM, Layer
+from andi_jax.explain.gradcam import GradCAM
 from andi_jax.infer import bucket_of
-from andi_jax.models import build_model
-from andi_jax.train import checkpoint
 from andi_jax.methods.all_lengths import params_dir
+from andi_jax.models import build_model
+from andi_jax.models.base import Layer
+from andi_jax.train import checkpoint
 
 
 @dataclasses.dataclass
@@ -37,11 +38,14 @@ class Classifier:
     meta = checkpoint.read_meta(path)
     method = meta["method"]
     if method == "all-lengths" and meta["task"] != 2:
-      raise ValueError(f"{path} holds a Task {meta['task']} regression model; Grad-CAM explains a classifier "
-                       "(a Task 2 or eight-class checkpoint)")
+      raise ValueError(
+        f"{path} holds a Task {meta['task']} regression model; Grad-CAM explains a classifier "
+        "(a Task 2 or eight-class checkpoint)"
+      )
     if method not in ("all-lengths", "eight-class"):
-      raise ValueError(f"{path}: Grad-CAM needs an all-lengths Task 2 or an eight-class checkpoint, "
-                       f"not method {method!r}")
+      raise ValueError(
+        f"{path}: Grad-CAM needs an all-lengths Task 2 or an eight-class checkpoint, not method {method!r}"
+      )
     model, _ = build_model(meta["model"], meta["model_config"])
     params = jax.device_put(checkpoint.load_params(params_dir(path)))
     return cls(model, params, tuple(meta["classes"]), plane=method == "eight-class")
@@ -51,20 +55,30 @@ class Classifier:
     if self.plane:
       bad = next((i for i, t in enumerate(trajectories) if t.shape[0] != 2), None)
       if bad is not None:
-        raise ValueError(f"trajectory {bad} is {trajectories[bad].shape[0]}D; this eight-class model reads "
-                         "2D trajectories")
+        raise ValueError(
+          f"trajectory {bad} is {trajectories[bad].shape[0]}D; this eight-class model reads 2D trajectories"
+        )
       length = np.array([t.shape[1] for t in trajectories], np.int32)
       x = np.zeros((len(trajectories), 2, bucket_of(int(length.max()))), np.float32)
       for i, t in enumerate(trajectories):
-        x[i, :, x.shape[-1] - t.shape[1]:] = t
+        x[i, :, x.shape[-1] - t.shape[1] :] = t
       return eight_class.minmax(x, length), length, np.arange(len(trajectories))
     series = [(i, axis) for i, t in enumerate(trajectories) for axis in t]
-    x, length = left_pad([standardize(s[None])[0] for _, s in series], bucket_of(max(len(s) for _, s in series)))
+    x, length = left_pad(
+      [standardize(s[None])[0] for _, s in series], bucket_of(max(len(s) for _, s in series))
+    )
     return x, length, np.array([i for i, _ in series])
 
 
-def explain(trajectories, classifier: Classifier, out_dir, *, layer: Layer | None = None,
-            max_figures: int = 50, batch_size: int = 256) -> dict:
+def explain(
+  trajectories,
+  classifier: Classifier,
+  out_dir,
+  *,
+  layer: Layer | None = None,
+  max_figures: int = 50,
+  batch_size: int = 256,
+) -> dict:
   """Grad-CAM of every trajectory; writes OUT/explained.csv (class and probability per trajectory),
   OUT/trajectory_NNNN.png for the first `max_figures` and OUT/heat_by_class.png. Returns a summary."""
   os.makedirs(out_dir, exist_ok=True)
@@ -81,7 +95,7 @@ def explain(trajectories, classifier: Classifier, out_dir, *, layer: Layer | Non
   heat = heat_M.mean(0)
   W = x.shape[-1]
   rows_of = [np.flatnonzero(owner == i) for i in range(n)]
-  point_heat = [heat[r][:, W - length[r[0]]:] for r in rows_of]  # (axes, T) per trajectory
+  point_heat = [heat[r][:, W - length[r[0]] :] for r in rows_of]  # (axes, T) per trajectory
 
   with open(os.path.join(out_dir, "explained.csv"), "w") as f:
     f.write("index,dim,length,class,probability\n")
@@ -89,13 +103,21 @@ def explain(trajectories, classifier: Classifier, out_dir, *, layer: Layer | Non
       f.write(f"{i},{t.shape[0]},{t.shape[1]},{classifier.classes[label[i]]},{probs[i, label[i]]:.4f}\n")
   for i in range(min(n, max_figures)):
     name = classifier.classes[label[i]]
-    plots.trajectory_png(os.path.join(out_dir, f"trajectory_{i:04d}.png"), trajectories[i], point_heat[i],
-                         f"trajectory {i}: {name} (p = {probs[i, label[i]]:.2f}), Grad-CAM at {cam.layer.module}",
-                         plane=classifier.plane)
+    plots.trajectory_png(
+      os.path.join(out_dir, f"trajectory_{i:04d}.png"),
+      trajectories[i],
+      point_heat[i],
+      f"trajectory {i}: {name} (p = {probs[i, label[i]]:.2f}), Grad-CAM at {cam.layer.module}",
+      plane=classifier.plane,
+    )
   per_row = [h for ph in point_heat for h in ph]
   row_label = np.concatenate([np.full(len(ph), label[i]) for i, ph in enumerate(point_heat)])
   counts = np.bincount(label, minlength=len(classifier.classes))
-  plots.heat_by_class_png(os.path.join(out_dir, "heat_by_class.png"),
-                          plots.heat_profiles(per_row, row_label, len(classifier.classes)), classifier.classes,
-                          counts, f"average Grad-CAM heat by predicted class ({cam.layer.module})")
+  plots.heat_by_class_png(
+    os.path.join(out_dir, "heat_by_class.png"),
+    plots.heat_profiles(per_row, row_label, len(classifier.classes)),
+    classifier.classes,
+    counts,
+    f"average Grad-CAM heat by predicted class ({cam.layer.module})",
+  )
   return {"n": n, "figures": min(n, max_figures), "counts": dict(zip(classifier.classes, counts.tolist()))}

@@ -61,8 +61,9 @@ class LSTMAutoencoder(nn.Module):
     u = dense(cfg.z0_latent)(s)
     u = jax.nn.mish(dense(cfg.ae_state)(jax.nn.mish(dense(cfg.latent_to_diffeq)(u))))
     steps = x_BxTxD.shape[1] + forecast
-    cell = nn.OptimizedLSTMCell(cfg.ae_state, kernel_init=fan_in_uniform,
-                                recurrent_kernel_init=fan_in_uniform)
+    cell = nn.OptimizedLSTMCell(
+      cfg.ae_state, kernel_init=fan_in_uniform, recurrent_kernel_init=fan_in_uniform
+    )
     c0 = self.param("c0", nn.initializers.zeros, (cfg.ae_state,))
     h0 = self.param("h0", nn.initializers.zeros, (cfg.ae_state,))
 
@@ -71,8 +72,7 @@ class LSTMAutoencoder(nn.Module):
       state, out = cell(state, inp)
       return (state, out), out
 
-    rollout = nn.scan(feed_back, variable_broadcast="params", split_rngs={"params": False},
-                      length=steps - 1)
+    rollout = nn.scan(feed_back, variable_broadcast="params", split_rngs={"params": False}, length=steps - 1)
     state = (jnp.broadcast_to(c0, u.shape), jnp.broadcast_to(h0, u.shape))
     _, h_TxBxS = rollout(cell, (state, u), None)
     # the first frame is decoded from the latent itself, the others from the LSTM's outputs
@@ -104,23 +104,31 @@ class LatentODE(nn.Module):
     mu, logvar = dense(cfg.z0_latent, name="mu")(s), dense(cfg.z0_latent, name="logvar")(s)
     latent = mu + jnp.exp(0.5 * logvar) * jax.random.normal(key, mu.shape) if train else mu
     z0 = jax.nn.mish(dense(cfg.ode_state)(jax.nn.mish(dense(cfg.latent_to_diffeq)(latent))))
-    kl = 0.5 * jnp.mean(jnp.sum(jnp.exp(logvar) + mu ** 2 - 1.0 - logvar, -1))
+    kl = 0.5 * jnp.mean(jnp.sum(jnp.exp(logvar) + mu**2 - 1.0 - logvar, -1))
 
     # The vector field is an unbound module whose parameters travel through diffrax's args.
     field = _VectorField(cfg)
-    vf_params = self.param("vector_field",
-                           lambda k: field.init(k, jnp.zeros((cfg.ode_state,)))["params"])
+    vf_params = self.param("vector_field", lambda k: field.init(k, jnp.zeros((cfg.ode_state,)))["params"])
     rhs = lambda t, z, args: field.apply({"params": args}, z)
     points = x_BxTxD.shape[1] + forecast
     ts = jnp.linspace(0.0, (points - 1) * cfg.dt, points)
 
     def solve(z):
       sol = diffrax.diffeqsolve(
-          diffrax.ODETerm(rhs), diffrax.Tsit5(), 0.0, ts[-1], cfg.dt, z, args=vf_params,
-          saveat=diffrax.SaveAt(ts=ts), max_steps=cfg.max_steps, throw=False,
-          # every step stored for the backward pass (a few kB) instead of recomputed: 30% faster
-          adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=cfg.max_steps),
-          stepsize_controller=diffrax.PIDController(rtol=cfg.rtol, atol=cfg.atol))
+        diffrax.ODETerm(rhs),
+        diffrax.Tsit5(),
+        0.0,
+        ts[-1],
+        cfg.dt,
+        z,
+        args=vf_params,
+        saveat=diffrax.SaveAt(ts=ts),
+        max_steps=cfg.max_steps,
+        throw=False,
+        # every step stored for the backward pass (a few kB) instead of recomputed: 30% faster
+        adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=cfg.max_steps),
+        stepsize_controller=diffrax.PIDController(rtol=cfg.rtol, atol=cfg.atol),
+      )
       return sol.ys
 
     # the solve has no parameters of its own: init skips it (and its compile)

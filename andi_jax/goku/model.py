@@ -46,8 +46,9 @@ class GOKUConfig:
 
 
 # A CPU-sized model (174k parameters with 784 observation dimensions against 0.82 M).
-MINI = dict(hidden=64, rnn_input=32, z0_rnn=64, rnn_output=32, z0_latent=16, theta_latent=32,
-            latent_to_diffeq=64)
+MINI = dict(
+  hidden=64, rnn_input=32, z0_rnn=64, rnn_output=32, z0_latent=16, theta_latent=32, latent_to_diffeq=64
+)
 
 fan_in_uniform = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
 
@@ -79,8 +80,9 @@ class FluxLSTM(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxTxF):
-    cell = nn.OptimizedLSTMCell(self.features, kernel_init=fan_in_uniform,
-                                recurrent_kernel_init=fan_in_uniform)
+    cell = nn.OptimizedLSTMCell(
+      self.features, kernel_init=fan_in_uniform, recurrent_kernel_init=fan_in_uniform
+    )
     c0 = self.param("c0", nn.initializers.zeros, (self.features,))
     h0 = self.param("h0", nn.initializers.zeros, (self.features,))
     batch = x_BxTxF.shape[:1] + (self.features,)
@@ -95,8 +97,9 @@ class FluxRNN(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxTxF):
-    cell = nn.SimpleCell(self.features, activation_fn=nn.relu, kernel_init=fan_in_uniform,
-                         recurrent_kernel_init=fan_in_uniform)
+    cell = nn.SimpleCell(
+      self.features, activation_fn=nn.relu, kernel_init=fan_in_uniform, recurrent_kernel_init=fan_in_uniform
+    )
     h0 = self.param("h0", nn.initializers.zeros, (self.features,))
     carry = jnp.broadcast_to(h0, x_BxTxF.shape[:1] + (self.features,))
     return nn.RNN(cell)(x_BxTxF, initial_carry=carry)
@@ -115,14 +118,16 @@ def init_params(model: nn.Module, key, x_BxTxD):
 
 def n_windows(seq_len: int, win_len: int) -> int:
   if (seq_len - 1) % (win_len - 1):
-    raise ValueError(f"a sequence of {seq_len} frames is not a whole number of windows of {win_len} "
-                     "sharing their boundary frames")
+    raise ValueError(
+      f"a sequence of {seq_len} frames is not a whole number of windows of {win_len} "
+      "sharing their boundary frames"
+    )
   return (seq_len - 1) // (win_len - 1)
 
 
 def join_windows(z_BxWxPxS, win_len: int):
   """(B, W, P, S) window paths -> (B, (W - 1)(L - 1) + P, S): the later window gives each boundary."""
-  head = z_BxWxPxS[:, :-1, :win_len - 1]
+  head = z_BxWxPxS[:, :-1, : win_len - 1]
   head = head.reshape(head.shape[0], -1, head.shape[-1])
   return jnp.concatenate([head, z_BxWxPxS[:, -1]], axis=1)
 
@@ -144,8 +149,7 @@ class Encoder(nn.Module):
     if cfg.attention:
       h = jnp.concatenate([FluxLSTM(cfg.rnn_output)(f), FluxLSTM(cfg.rnn_output)(rev)], -1)
       # Flux's default glorot init here (the only Dense the Julia code leaves at its default)
-      scores = nn.Dense(2 * cfg.rnn_output, kernel_init=nn.initializers.glorot_uniform(),
-                        name="attention")(h)
+      scores = nn.Dense(2 * cfg.rnn_output, kernel_init=nn.initializers.glorot_uniform(), name="attention")(h)
       weights = nn.softmax(scores, axis=1)  # over time, separately per channel
       summary = jnp.sum(weights * h, axis=1)
     else:
@@ -182,8 +186,9 @@ class GOKU(nn.Module):
     cfg = self.config
     self.encoder = Encoder(cfg)
     self.z0_decoder = nn.Sequential([dense(cfg.latent_to_diffeq), jax.nn.mish, dense(sl.STATE)])
-    self.theta_decoder = nn.Sequential([dense(cfg.latent_to_diffeq), jax.nn.mish, dense(sl.N_PARAMS),
-                                        nn.sigmoid])
+    self.theta_decoder = nn.Sequential(
+      [dense(cfg.latent_to_diffeq), jax.nn.mish, dense(sl.N_PARAMS), nn.sigmoid]
+    )
     self.reconstructor = ResidualMLP(cfg.hidden, cfg.obs_dim)
 
   def latent(self, x_BxTxD, key, forecast: int = 0):

@@ -44,8 +44,9 @@ def drift(t, z, args):
   # sum_i C[i, j] (x_i - x_j): the diagonal of C cancels
   cx = c.T @ x - c.sum(0) * x
   cy = c.T @ y - c.sum(0) * y
-  return SPEED * jnp.concatenate([growth * x - omega * y + COUPLING * cx,
-                                  growth * y + omega * x + COUPLING * cy])
+  return SPEED * jnp.concatenate(
+    [growth * x - omega * y + COUPLING * cx, growth * y + omega * x + COUPLING * cy]
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,11 +110,24 @@ def solve(z0, params, key, n_points: int, cfg: SDEConfig, path=None):
   terms = diffrax.MultiTerm(diffrax.ODETerm(drift), diffrax.ControlTerm(lambda t, z, args: noise, path))
   ts = jnp.linspace(0.0, steps * cfg.dt0, n_points)  # the same float end point as the Brownian path
   # The step count is known: store every step for the backward pass instead of recomputing.
-  adjoint = (diffrax.ForwardMode() if cfg.brownian == "unsafe"
-             else diffrax.RecursiveCheckpointAdjoint(checkpoints=steps + 2))
-  sol = diffrax.diffeqsolve(terms, _SOLVERS[cfg.solver](), 0.0, ts[-1], cfg.dt0, z0, args=params,
-                            saveat=diffrax.SaveAt(ts=ts), adjoint=adjoint, max_steps=steps + 2,
-                            throw=False)
+  adjoint = (
+    diffrax.ForwardMode()
+    if cfg.brownian == "unsafe"
+    else diffrax.RecursiveCheckpointAdjoint(checkpoints=steps + 2)
+  )
+  sol = diffrax.diffeqsolve(
+    terms,
+    _SOLVERS[cfg.solver](),
+    0.0,
+    ts[-1],
+    cfg.dt0,
+    z0,
+    args=params,
+    saveat=diffrax.SaveAt(ts=ts),
+    adjoint=adjoint,
+    max_steps=steps + 2,
+    throw=False,
+  )
   return sol.ys
 
 
@@ -154,9 +168,11 @@ def _simulate(key, p, n_points: int, cfg: DataConfig, chunk: int = 1000):
   k_z0, k_noise = jax.random.split(key)
   z0 = jax.random.uniform(k_z0, (len(p), STATE), minval=0.3, maxval=0.4)
   keys = jax.random.split(k_noise, len(p))
-  out = [np.asarray(_simulate_chunk(z0[i:i + chunk], p[i:i + chunk], keys[i:i + chunk], n_points, cfg.sde))
-         for i in range(0, len(p), chunk)]
-  return np.concatenate(out)[:, cfg.transient:]
+  out = [
+    np.asarray(_simulate_chunk(z0[i : i + chunk], p[i : i + chunk], keys[i : i + chunk], n_points, cfg.sde))
+    for i in range(0, len(p), chunk)
+  ]
+  return np.concatenate(out)[:, cfg.transient :]
 
 
 def generate(cfg: DataConfig) -> Dataset:
@@ -164,13 +180,22 @@ def generate(cfg: DataConfig) -> Dataset:
   k_w, k_train, k_val, k_test = jax.random.split(jax.random.key(cfg.seed), 4)
   w = np.asarray(jax.random.uniform(k_w, (STATE, cfg.obs_dim), minval=-1.0, maxval=1.0))
   splits = {}
-  for name, key, n, points in (("train", k_train, cfg.n_train, cfg.train_points),
-                               ("val", k_val, cfg.n_val, cfg.train_points),
-                               ("test", k_test, cfg.n_test, cfg.test_points)):
+  for name, key, n, points in (
+    ("train", k_train, cfg.n_train, cfg.train_points),
+    ("val", k_val, cfg.n_val, cfg.train_points),
+    ("test", k_test, cfg.n_test, cfg.test_points),
+  ):
     k_p, k_sim = jax.random.split(key)
     p = jax.random.uniform(k_p, (n, N_PARAMS))
     if name == "test" and cfg.test_shares_params:
       p = jnp.asarray(splits["train"][1][:n])
     splits[name] = (_simulate(k_sim, p, points, cfg), np.asarray(p))
-  return Dataset(z_train=splits["train"][0], z_val=splits["val"][0], z_test=splits["test"][0], w=w,
-                 p_train=splits["train"][1], p_val=splits["val"][1], p_test=splits["test"][1])
+  return Dataset(
+    z_train=splits["train"][0],
+    z_val=splits["val"][0],
+    z_test=splits["test"][0],
+    w=w,
+    p_train=splits["train"][1],
+    p_val=splits["val"][1],
+    p_test=splits["test"][1],
+  )

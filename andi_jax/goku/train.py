@@ -8,9 +8,10 @@ seed start from the same initial parameters, whatever their size.
 
 Each step draws, per run, a batch of trajectories and a fresh random window of seq_len frames in each;
 the latent windows are projected to observations inside the step. Every eval_every steps the
-reconstruction loss on fixed validation windows (fixed noise) is measured and the best parameters kept.
-A step whose gradient is not finite (an exploding fixed-step SDE solve) leaves that run unchanged and
-is counted (optax.apply_if_finite).
+reconstruction loss on fixed validation windows (fixed noise) is measured and the best parameters kept
+(train.loop.keep_best). A step whose gradient is not finite (an exploding fixed-step SDE solve) leaves
+that run unchanged and is counted (optax.apply_if_finite): a non-finite loss does not stop the training.
+Checkpoints and their configuration check on resuming are train.loop's (Checkpoints).
 
 Learning-rate schedules (both start with the Julia code's linear warm-up from 1e-7):
 - "cosine": then a cosine decay over a fixed step count. The CPU-sized experiment uses it: a short
@@ -23,7 +24,6 @@ Learning-rate schedules (both start with the Julia code's linear warm-up from 1e
 """
 
 import dataclasses
-import json
 import os
 import time
 from typing import Any
@@ -36,7 +36,7 @@ import optax
 from tqdm.auto import tqdm
 
 from andi_jax.goku.model import init_params
-from andi_jax.train import checkpoint
+from andi_jax.train import checkpoint, loop
 from andi_jax.train.engine import over_models
 
 
@@ -111,8 +111,10 @@ def windows(z_NxTxS, w_SxD, idx_B, start_B, length: int):
 
 def cos4exp(k, config: TrainConfig):
   """GokuNets' Cos4Exp learning rate at schedule index k >= 1."""
-  return (config.learning_rate * config.cos4_decay ** (k - 1)
-          * jnp.cos(jnp.pi * (k - 1) / config.cos4_period) ** 4 + config.min_lr)
+  return (
+    config.learning_rate * config.cos4_decay ** (k - 1) * jnp.cos(jnp.pi * (k - 1) / config.cos4_period) ** 4
+    + config.min_lr
+  )
 
 
 def plateau_update(s: Schedule, val, step, config: TrainConfig) -> Schedule:
@@ -122,10 +124,16 @@ def plateau_update(s: Schedule, val, step, config: TrainConfig) -> Schedule:
   since = jnp.where(improved, 0, s.since_best + 1)
   change = ~improved & (since > s.patience)
   k = s.k + change
-  new = Schedule(lr=jnp.where(change, cos4exp(k, config), s.lr), best=jnp.where(improved, val, s.best),
-                 since_best=jnp.where(change, 0, since), stale=jnp.where(improved, 0, s.stale + 1), k=k,
-                 patience=jnp.where(change, config.patience_next, s.patience), stop_at=s.stop_at,
-                 stopped=s.stopped)
+  new = Schedule(
+    lr=jnp.where(change, cos4exp(k, config), s.lr),
+    best=jnp.where(improved, val, s.best),
+    since_best=jnp.where(change, 0, since),
+    stale=jnp.where(improved, 0, s.stale + 1),
+    k=k,
+    patience=jnp.where(change, config.patience_next, s.patience),
+    stop_at=s.stop_at,
+    stopped=s.stopped,
+  )
   new = new.replace(stopped=new.stale > config.stop_patience)
   return jax.tree.map(lambda n, o: jnp.where(active, n, o), new, s)
 
@@ -137,14 +145,21 @@ class Trainer:
     self.model, self.config = model, config
     self.warmup = optax.linear_schedule(1e-7, config.learning_rate, config.warmup_steps)
     self.cosine = optax.join_schedules(
-        [self.warmup, optax.cosine_decay_schedule(config.learning_rate,
-                                                  max(1, config.steps - config.warmup_steps),
-                                                  alpha=config.end_lr_fraction)], [config.warmup_steps])
+      [
+        self.warmup,
+        optax.cosine_decay_schedule(
+          config.learning_rate, max(1, config.steps - config.warmup_steps), alpha=config.end_lr_fraction
+        ),
+      ],
+      [config.warmup_steps],
+    )
     # AdamW with the learning rate applied per run in the step (the "julia" schedule differs by run).
     self.tx = optax.apply_if_finite(
-        optax.chain(optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8),
-                    optax.add_decayed_weights(config.weight_decay)),
-        max_consecutive_errors=config.steps)
+      optax.chain(
+        optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8), optax.add_decayed_weights(config.weight_decay)
+      ),
+      max_consecutive_errors=config.steps,
+    )
     self._over_models = over_models(config.ensemble)
     self.train_step = jax.jit(self._train_step, donate_argnums=0)
     self.validate = jax.jit(self._validate, donate_argnums=0)
@@ -164,8 +179,9 @@ class Trainer:
     cfg = self.config
     x_hat, aux = self.model.apply({"params": params}, x, key, train=True)
     rec = jnp.mean((x - x_hat) ** 2) / jnp.mean(jnp.abs(x))
-    penalty = (cfg.continuity_weight * aux.get("continuity", 0.0)
-               + (1.0 - cfg.kl_decay ** step) * aux.get("kl", 0.0))
+    penalty = cfg.continuity_weight * aux.get("continuity", 0.0) + (1.0 - cfg.kl_decay**step) * aux.get(
+      "kl", 0.0
+    )
     return rec + penalty
 
   def _sample(self, n_train, key, z_train, w):
@@ -188,8 +204,9 @@ class Trainer:
     k_data, k_model = jnp.moveaxis(jax.vmap(jax.random.split)(keys_M), 1, 0)
     x = self._over_models(lambda n, k: self._sample(n, k, z_train, w))(n_train_M, k_data)
     one = lambda p, o, s, x, k: self._one_step(p, o, s, x, k, step)
-    params, opt_state, loss = self._over_models(one)(state.params, state.opt_state, state.schedule, x,
-                                                     k_model)
+    params, opt_state, loss = self._over_models(one)(
+      state.params, state.opt_state, state.schedule, x, k_model
+    )
     return state.replace(params=params, opt_state=opt_state), loss
 
   def _val_loss(self, params, x_val, key):
@@ -198,15 +215,18 @@ class Trainer:
 
   def _validate(self, state: RunState, step, x_val, key):
     val = self._over_models(lambda p: self._val_loss(p, x_val, key))(state.params)
-    better = val < state.best_val  # a stopped run's frozen parameters score as before: never better
-    pick = lambda new, old: jnp.where(better.reshape(better.shape + (1,) * (new.ndim - 1)), new, old)
+    # a stopped run's frozen parameters score as before: never better
+    best_params, best_val, better = loop.keep_best(state.best_params, state.best_val, state.params, val)
     schedule = state.schedule
     if self.config.schedule == "julia":
       schedule = jax.vmap(lambda s, v: plateau_update(s, v, step, self.config))(schedule, val)
     schedule = schedule.replace(stopped=schedule.stopped | (step >= schedule.stop_at))
-    return state.replace(best_params=jax.tree.map(pick, state.params, state.best_params),
-                         best_val=jnp.where(better, val, state.best_val),
-                         best_step=jnp.where(better, step, state.best_step), schedule=schedule), val
+    return state.replace(
+      best_params=best_params,
+      best_val=best_val,
+      best_step=jnp.where(better, step, state.best_step),
+      schedule=schedule,
+    ), val
 
   def _predict_errors(self, params_M, x_in, x_out, key, scales, forecast: int):
     """Per run and sample: NRMSE of the reconstruction of x_in and of the forecast x_out."""
@@ -215,6 +235,7 @@ class Trainer:
       x_hat, _ = self.model.apply({"params": params}, x_in, key, forecast=forecast, train=False)
       t = x_in.shape[1]
       return nrmse(x_in, x_hat[:, :t], scales[0]), nrmse(x_out, x_hat[:, t:], scales[1])
+
     return self._over_models(one)(params_M)
 
   # --- host side -----------------------------------------------------------------------------
@@ -222,14 +243,24 @@ class Trainer:
     params = jax.tree.map(lambda *leaves: jnp.stack(leaves), *per_run_params)  # fresh buffers: donated
     m = len(stop_at_M)
     zeros = jnp.zeros((m,), jnp.int32)
-    schedule = Schedule(lr=jnp.full((m,), self.config.learning_rate, jnp.float32),
-                        best=jnp.full((m,), jnp.inf, jnp.float32), since_best=zeros, stale=zeros,
-                        k=zeros + 1, patience=zeros + self.config.patience_first, stop_at=stop_at_M,
-                        stopped=jnp.zeros((m,), bool))
-    return RunState(params=params, opt_state=jax.vmap(self.tx.init)(params),
-                    best_params=jax.tree.map(jnp.copy, params),  # own buffers: the step donates
-                    best_val=jnp.full((m,), jnp.inf, jnp.float32), best_step=zeros - 1,
-                    schedule=schedule)
+    schedule = Schedule(
+      lr=jnp.full((m,), self.config.learning_rate, jnp.float32),
+      best=jnp.full((m,), jnp.inf, jnp.float32),
+      since_best=zeros,
+      stale=zeros,
+      k=zeros + 1,
+      patience=zeros + self.config.patience_first,
+      stop_at=stop_at_M,
+      stopped=jnp.zeros((m,), bool),
+    )
+    return RunState(
+      params=params,
+      opt_state=jax.vmap(self.tx.init)(params),
+      best_params=jax.tree.map(jnp.copy, params),  # own buffers: the step donates
+      best_val=jnp.full((m,), jnp.inf, jnp.float32),
+      best_step=zeros - 1,
+      schedule=schedule,
+    )
 
   def stop_steps(self, n_train) -> np.ndarray:
     """The step at which each run ends: the step count, or (julia) max_epochs whole-batch epochs."""
@@ -241,21 +272,27 @@ class Trainer:
 
   def init(self, seeds, example_x, n_train=None) -> RunState:
     """Initial state; runs with the same seed share their initial parameters."""
-    by_seed = {s: self._init_params(jax.random.fold_in(jax.random.key(int(s)), 0), example_x)
-               for s in set(seeds)}
+    by_seed = {
+      s: self._init_params(jax.random.fold_in(jax.random.key(int(s)), 0), example_x) for s in set(seeds)
+    }
     stop_at = self.stop_steps(np.zeros(len(seeds), int) if n_train is None else n_train)
     return self._jit_init([by_seed[s] for s in seeds], jnp.asarray(stop_at))
 
-  def fingerprint(self, n_train, seeds) -> str:
-    """What a checkpoint must match to be resumed: the model, the training config and the runs."""
-    return json.dumps({"model": repr(self.model), "train": dataclasses.asdict(self.config),
-                       "n_train": [int(n) for n in n_train], "seeds": [int(s) for s in seeds]},
-                      sort_keys=True)
-
-  def fit(self, z_train, z_val, w, n_train, seeds, workdir=None, progress: bool = True,
-          desc: str = "train") -> tuple[RunState, dict]:
+  def fit(
+    self,
+    z_train,
+    z_val,
+    w,
+    n_train,
+    seeds,
+    workdir=None,
+    progress: bool = True,
+    desc: str = "train",
+    force: bool = False,
+  ) -> tuple[RunState, dict]:
     """Trains runs (n_train[m], seeds[m]); resumes from workdir's latest save of the same runs, and
-    exports the best parameters to workdir/best when done.
+    exports the best parameters to workdir/best when done. A save of other runs, model or training
+    settings raises train.loop.ConfigMismatchError naming the fields (force: resume it all the same).
 
     Returns the final state and a record: validation history, steps, training seconds (over resumes).
     """
@@ -269,17 +306,21 @@ class Trainer:
     start = jax.random.randint(k_val, (len(z_val),), 0, z_val.shape[1] - cfg.seq_len + 1)
     x_val = windows(jnp.asarray(z_val), w, jnp.arange(len(z_val)), start, cfg.seq_len)
     # Training draws: a stream per (seed, size), apart from the initialisation's (fold_in 0).
-    run_keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(jax.random.key(int(s)), 1), int(n))
-                          for s, n in zip(seeds, n_train)])
-    state = self.init(seeds, x_val[:2], n_train)
-    fingerprint = self.fingerprint(n_train, seeds)
-    manager = checkpoint.manager(os.path.join(workdir, "train")) if workdir is not None else None
-    step, history, seconds = 0, [], 0.0
-    if manager is not None and manager.latest_step() is not None:
-      state, record = checkpoint.restore_train(manager, state)
-      if record["fingerprint"] != fingerprint:
-        raise ValueError(f"{workdir} holds a checkpoint of other runs or settings; use a fresh workdir")
-      step, history, seconds = record["step"], record["history"], record["seconds"]
+    run_keys = jnp.stack(
+      [
+        jax.random.fold_in(jax.random.fold_in(jax.random.key(int(s)), 1), int(n))
+        for s, n in zip(seeds, n_train)
+      ]
+    )
+    runs = {"n_train": [int(n) for n in n_train], "seeds": [int(s) for s in seeds]}
+    checkpoints = loop.Checkpoints(
+      os.path.join(workdir, "train") if workdir is not None else None,
+      loop.fingerprint(self.model, cfg, runs=runs),
+    )
+    state, record = checkpoints.resume(self.init(seeds, x_val[:2], n_train), force)
+    step, history, seconds = (
+      (0, [], 0.0) if record is None else (record["step"], record["history"], record["seconds"])
+    )
     keys_at = jax.jit(jax.vmap(jax.random.fold_in, (0, None)))
     last = int(np.max(self.stop_steps(n_train)))
     bar = tqdm(total=last, initial=step, desc=desc, disable=not progress, leave=False)
@@ -293,40 +334,63 @@ class Trainer:
       if step % cfg.eval_every == 0 or step == last:
         state, val = self.validate(state, step, x_val, jax.random.key(10_001))
         all_stopped = bool(np.all(np.asarray(state.schedule.stopped)))
-        history.append({"step": step, "lr": np.asarray(self._lrs(state.schedule, step)).tolist(),
-                        "train_loss": np.asarray(loss).tolist(), "val_loss": np.asarray(val).tolist()})
+        history.append(
+          {
+            "step": step,
+            "lr": np.asarray(self._lrs(state.schedule, step)).tolist(),
+            "train_loss": np.asarray(loss).tolist(),
+            "val_loss": np.asarray(val).tolist(),
+          }
+        )
         bar.set_postfix(val=f"{float(np.median(val)):.4f}")
-      if manager is not None and (step % cfg.checkpoint_every == 0 or step == last or all_stopped):
-        jax.block_until_ready(state)
-        checkpoint.save_train(manager, step, state, {"step": step, "history": history,
-                                                     "seconds": elapsed(), "fingerprint": fingerprint})
+      if step % cfg.checkpoint_every == 0 or step == last or all_stopped:
+        checkpoints.save(step, state, {"step": step, "history": history, "seconds": elapsed()})
     jax.block_until_ready(state)
     seconds = elapsed()
     bar.close()
-    if manager is not None:
-      manager.wait_until_finished()
+    checkpoints.wait()
+    if workdir is not None:
       checkpoint.save_params(os.path.join(workdir, "best"), state.best_params)
-      checkpoint.write_meta(os.path.join(workdir, "best"), {
-          "model": repr(self.model), "n_train": [int(n) for n in n_train],
-          "seeds": [int(s) for s in seeds], "best_step": np.asarray(state.best_step).tolist(),
-          "best_val": np.asarray(state.best_val).tolist()})
+      checkpoint.write_meta(
+        os.path.join(workdir, "best"),
+        {
+          "model": repr(self.model),
+          **runs,
+          "best_step": np.asarray(state.best_step).tolist(),
+          "best_val": np.asarray(state.best_val).tolist(),
+        },
+      )
     skipped = np.asarray(state.opt_state.total_notfinite).tolist()
-    return state, {"history": history, "steps": step, "steps_run": ran, "seconds": seconds,
-                   "skipped_steps": skipped}
+    return state, {
+      "history": history,
+      "steps": step,
+      "steps_run": ran,
+      "seconds": seconds,
+      "skipped_steps": skipped,
+    }
 
   def evaluate(self, params_M, z_test, w, seq_len: int, forecast: int, chunk: int = 100) -> dict:
     """Test NRMSE per run and sample (reconstruction of the first seq_len frames, forecast of the next
     `forecast`), the naive baseline's, with GOKU-UI's whole-tensor denominators."""
-    x = np.asarray(z_test[:, :seq_len + forecast]) @ np.asarray(w)
+    x = np.asarray(z_test[:, : seq_len + forecast]) @ np.asarray(w)
     x_in, x_out = x[:, :seq_len], x[:, seq_len:]
     scales = jnp.array([np.abs(x_in).mean(), np.abs(x_out).mean()])
     key = jax.random.key(20_000)  # the test noise, the same for every run
     rec, fc = [], []
     for i in range(0, len(x), chunk):
-      r, f = self.predict_errors(params_M, jnp.asarray(x_in[i:i + chunk]), jnp.asarray(x_out[i:i + chunk]),
-                                 jax.random.fold_in(key, i), scales, forecast)
+      r, f = self.predict_errors(
+        params_M,
+        jnp.asarray(x_in[i : i + chunk]),
+        jnp.asarray(x_out[i : i + chunk]),
+        jax.random.fold_in(key, i),
+        scales,
+        forecast,
+      )
       rec.append(np.asarray(r))
       fc.append(np.asarray(f))
-    return {"reconstruction": np.concatenate(rec, 1), "forecast": np.concatenate(fc, 1),
-            "naive_reconstruction": np.asarray(nrmse(x_in, naive(x_in), scales[0])),
-            "naive_forecast": np.asarray(nrmse(x_out, naive(x_out), scales[1]))}
+    return {
+      "reconstruction": np.concatenate(rec, 1),
+      "forecast": np.concatenate(fc, 1),
+      "naive_reconstruction": np.asarray(nrmse(x_in, naive(x_in), scales[0])),
+      "naive_forecast": np.asarray(nrmse(x_out, naive(x_out), scales[1])),
+    }

@@ -1,4 +1,5 @@
-"""The convolutional families' 1D convolution, (B, S, C) rows with (K, C, O) kernels."""
+"""The convolutional families' shared layers: the 1D convolution, (B, S, C) rows with (K, C, O) kernels,
+and the move of left-padded rows to the front."""
 
 import jax
 import jax.numpy as jnp
@@ -14,11 +15,24 @@ def conv1d(h_BxSxC, w_KxCxO, stride: int, padding: tuple[int, int], windows: boo
   T=1000 in the ConvTransformer's first layer).
   """
   if not windows:
-    return jax.lax.conv_general_dilated(h_BxSxC, w_KxCxO, (stride,), (padding,),
-                                        dimension_numbers=("NWC", "WIO", "NWC"))
+    return jax.lax.conv_general_dilated(
+      h_BxSxC, w_KxCxO, (stride,), (padding,), dimension_numbers=("NWC", "WIO", "NWC")
+    )
   K, _, O = w_KxCxO.shape
   lo, hi = padding
   S_out = (h_BxSxC.shape[1] + lo + hi - K) // stride + 1
   h = jnp.pad(h_BxSxC, ((0, 0), (lo, hi), (0, 0)))
   last = stride * (S_out - 1) + 1
-  return jnp.concatenate([h[:, k:k + last:stride] for k in range(K)], -1) @ w_KxCxO.reshape(-1, O)
+  return jnp.concatenate([h[:, k : k + last : stride] for k in range(K)], -1) @ w_KxCxO.reshape(-1, O)
+
+
+def to_front(x, length_B):
+  """Left-padded rows (B, ..., T) -> rows starting at column 0, zeros past their end; and the (B, T)
+  validity mask."""
+  T = x.shape[-1]
+  t = jnp.arange(T)
+  valid = t[None] < length_B[:, None]
+  src = jnp.minimum(t[None] + (T - length_B)[:, None], T - 1)
+  lead = x.shape[:1] + (1,) * (x.ndim - 2) + (T,)
+  moved = jnp.take_along_axis(x, src.reshape(lead), -1)
+  return jnp.where(valid.reshape(lead), moved, 0.0), valid

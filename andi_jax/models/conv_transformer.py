@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from andi_jax.models.conv1d import conv1d
+from andi_jax.models.conv1d import conv1d, to_front
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,15 +38,6 @@ class ConvTransformerConfig:
 
   def __post_init__(self):
     object.__setattr__(self, "strides", tuple(self.strides))  # a list when read back from JSON
-
-
-def _to_front(x_BxT, length_B):
-  """Left-padded rows -> rows starting at column 0, zeros after their end; and that validity mask."""
-  T = x_BxT.shape[1]
-  t = jnp.arange(T)
-  valid = t[None] < length_B[:, None]
-  src = jnp.minimum(t[None] + (T - length_B)[:, None], T - 1)
-  return jnp.where(valid, jnp.take_along_axis(x_BxT, src, 1), 0.0), valid
 
 
 def _pool_words(h_BxLxC, n_B, max_tokens):
@@ -70,9 +61,9 @@ class EncoderBlock(nn.Module):
   def __call__(self, h, mask_BxL, train):
     cfg = self.config
     y = nn.LayerNorm()(h)
-    y = nn.MultiHeadDotProductAttention(num_heads=cfg.heads, dropout_rate=cfg.dropout,
-                                        deterministic=not train)(
-        y, y, mask=nn.make_attention_mask(mask_BxL, mask_BxL))
+    y = nn.MultiHeadDotProductAttention(
+      num_heads=cfg.heads, dropout_rate=cfg.dropout, deterministic=not train
+    )(y, y, mask=nn.make_attention_mask(mask_BxL, mask_BxL))
     h = h + nn.Dropout(cfg.dropout, deterministic=not train)(y)
     y = nn.Dense(cfg.mlp)(nn.LayerNorm()(h))
     y = nn.Dense(cfg.width)(nn.gelu(y))
@@ -80,10 +71,9 @@ class EncoderBlock(nn.Module):
 
 
 class WindowConv(nn.Module):
-  """nn.Conv's 1D convolution (same parameters, same result), by windows in training on a CPU (conv1d).
-  5 models in lax.map, 2 cores, timed in turn: T=50 8,700-8,800 trajectories/s, T=500 3,000-3,100,
-  against 7,300 and 1,860 for nn.Conv unrolled over the models (2026-12-02). Inference keeps XLA's
-  convolution: with windows the fold-averaged forward at T=1000 ran at 921 against 2,067/s."""
+  """nn.Conv's 1D convolution (same parameters, same result), by windows in training on a CPU (conv1d):
+  an ensemble in lax.map trains faster so than with nn.Conv unrolled over its models. Inference keeps
+  XLA's convolution, faster on long rows than the windows."""
 
   features: int
   kernel: int
@@ -103,7 +93,7 @@ class ConvTransformer(nn.Module):
   @nn.compact
   def __call__(self, x_BxT, length_B, train: bool = False):
     cfg = self.config
-    x, valid = _to_front(x_BxT, length_B)
+    x, valid = to_front(x_BxT, length_B)
     inc = jnp.where(valid[:, 1:], x[:, 1:] - x[:, :-1], 0.0)
     rms = jnp.sqrt(jnp.sum(inc**2, 1, keepdims=True) / jnp.maximum(length_B[:, None] - 1, 1))
     inc = jnp.pad(inc / jnp.where(rms > 0, rms, 1.0), ((0, 0), (1, 0)))

@@ -35,7 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from andi_jax.models.conv1d import conv1d
+from andi_jax.models.conv1d import conv1d, to_front
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,13 +60,6 @@ class ResNetConfig:
     return tuple(f"stage{k + 1}" for k in range(len(self.blocks)))
 
 
-def _front(x_BxCxT, length_B):
-  """Left-padded rows -> rows starting at column 0 (zeros past their end)."""
-  T = x_BxCxT.shape[-1]
-  x = jax.vmap(lambda r, s: jnp.roll(r, s, axis=-1))(x_BxCxT, length_B - T)
-  return jnp.where(jnp.arange(T) < length_B[:, None, None], x, 0.0)
-
-
 def _valid(h_BxSxC, n_B):
   return (jnp.arange(h_BxSxC.shape[1])[None] < n_B[:, None])[..., None]
 
@@ -78,11 +71,9 @@ class _Conv(nn.Module):
   Taps that can only ever meet the zero padding are cut off (deep stages of short rows); the result is
   the same. On a CPU, in training and on inputs shorter than twice the kernel, the convolution is one
   matrix product over its windows, laid side by side from strided slices (im2col). XLA's CPU convolution
-  slows by 5-50x on short inputs (forward and backward on 64 rows, 13 points, 15 taps, 64 -> 64
-  channels: 81 ms against 14 ms), and inside a loop's body (lax.map over the ensemble's models) it runs
-  its gradients as naive loops: 5 models at T=100, 2 cores, 334-348 trajectories/s in lax.map against
-  262-278 for lax.conv unrolled over the models. Inference on longer inputs keeps XLA's convolution:
-  the windows of a large batch of long rows take gigabytes (2,048 rows at T=1000: 2 GB in stage 1).
+  is several times slower on short inputs, and inside a loop's body (lax.map over the ensemble's models)
+  it runs its gradients as naive loops. Inference on longer inputs keeps XLA's convolution: the windows
+  of a large batch of long rows take gigabytes.
   """
 
   channels: int
@@ -94,7 +85,7 @@ class _Conv(nn.Module):
     init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
     w = self.param("kernel", init, (self.kernel, h.shape[-1], self.channels))
     reach = min(self.kernel // 2, h.shape[1] - 1)  # farthest tap offset that can meet an input point
-    w = w[self.kernel // 2 - reach:self.kernel // 2 + reach + 1]
+    w = w[self.kernel // 2 - reach : self.kernel // 2 + reach + 1]
     windows = jax.default_backend() == "cpu" and (train or h.shape[1] < 2 * len(w))
     return conv1d(h, w, self.stride, (reach, reach), windows)
 
@@ -152,7 +143,7 @@ class ResNet(nn.Module):
     x_BxCxT = x[:, None] if x.ndim == 2 else x
     if x_BxCxT.shape[1] != cfg.channels:
       raise ValueError(f"input of shape {x.shape} for a ResNet of {cfg.channels} channel(s)")
-    h = jnp.swapaxes(_front(x_BxCxT, length_B), 1, 2)  # (B, T, C)
+    h = jnp.swapaxes(to_front(x_BxCxT, length_B)[0], 1, 2)  # (B, T, C)
     n = -(-length_B // 2)
     h = _Norm(cfg.norm_groups)(_Conv(cfg.width, cfg.stem_kernel, 2)(h, train), n, relu=True)
     h = nn.max_pool(h, (3,), strides=(2,), padding=((1, 1),))  # past the end: zeros, below any valid max

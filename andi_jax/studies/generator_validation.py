@@ -26,10 +26,12 @@ import numpy as np
 import scipy.integrate
 import scipy.stats
 
+from andi_jax import metrics
 from andi_jax.data import recipe
 from andi_jax.data import simulate as sim
 
 LAGS = (1, 10, 100)
+TAMSD_LAGS = (1, 2, 4, 8, 16, 32)
 FAIL = 1e-4
 STRUCTURE = {"ctrw": "nonzero dx", "lw": "direction runs"}
 # two alphas per model: the CI subset (tests/test_simulate.py) and the report's large-n cells (LW's slow
@@ -47,7 +49,9 @@ def andi_cell(model: str, alpha: float, n: int, T: int, dim: int, seed: int) -> 
   np.random.seed(seed)
   stochastic_random.seed(seed)
   with np.errstate(over="ignore"):
-    return np.stack([getattr(theory, model)(T=T, alpha=float(alpha), D=dim).reshape(dim, T) for _ in range(n)])
+    return np.stack(
+      [getattr(theory, model)(T=T, alpha=float(alpha), D=dim).reshape(dim, T) for _ in range(n)]
+    )
 
 
 @functools.cache
@@ -85,7 +89,8 @@ def structure(model: str, raw_dx_NxT):
 
 def two_sample(ref_norm, ours_norm) -> dict:
   """KS p-values between andi's and our normalised trajectories (n, dim, T)."""
-  tamsd = lambda x: np.round(sim.tamsd_exponents(x), 3)  # float32 vs float64 ties (LW lines)
+  # an all-zero CTRW gets -1; rounding breaks float32 vs float64 ties (LW lines)
+  tamsd = lambda x: np.round(metrics.tamsd_alpha(x, TAMSD_LAGS, clip=None, still=-1.0), 3)
   p = {"tamsd": scipy.stats.ks_2samp(tamsd(ref_norm), tamsd(ours_norm)).pvalue}
   if ref_norm.shape[1] == 1:
     t0 = ref_norm.shape[-1] // 2
@@ -128,8 +133,8 @@ def closed_form(model: str, alpha: float, raw_x, raw_dx) -> tuple[float, str, li
     what = "Var x_j, rho(1)"
   elif model == "ctrw":
     zero = int(np.sum(np.all(raw_dx == 0, axis=1)))
-    ps = [scipy.stats.binomtest(zero, len(raw_dx), T ** -alpha).pvalue]
-    what = f"P(all 0) {zero / len(raw_dx):.3f} vs {T ** -alpha:.3f}"
+    ps = [scipy.stats.binomtest(zero, len(raw_dx), T**-alpha).pvalue]
+    what = f"P(all 0) {zero / len(raw_dx):.3f} vs {T**-alpha:.3f}"
   elif model == "lw":
     speed = np.abs(raw_dx)
     constant = np.all(speed.max(1) - speed.min(1) <= 1e-6 * speed.max(1))
@@ -142,15 +147,20 @@ def closed_form(model: str, alpha: float, raw_x, raw_dx) -> tuple[float, str, li
 
 
 def cell_pvalues(model: str, alpha: float, ref_raw, ours_dx) -> dict:
-  """Every p-value of one cell: andi's raw trajectories (n, dim, T) against our raw increments (n, dim, T - 1)."""
+  """Every p-value of one cell: andi's raw trajectories (n, dim, T) against our raw increments
+  (n, dim, T - 1)."""
   ours_raw = positions64(ours_dx)
   row = two_sample(normalized(ref_raw), positions64(sim.normalize(ours_dx)))
   if ref_raw.shape[1] == 1:
-    ref_count, ours_count = structure(model, np.diff(ref_raw[:, 0])), structure(model, np.asarray(ours_dx[:, 0]))
+    ref_count, ours_count = (
+      structure(model, np.diff(ref_raw[:, 0])),
+      structure(model, np.asarray(ours_dx[:, 0])),
+    )
     if ref_count is not None:
       row["structure"] = scipy.stats.ks_2samp(ref_count, ours_count).pvalue
     row["closed"], row["closed_what"], row["closed_parts"] = closed_form(
-        model, alpha, ours_raw[:, 0], np.asarray(ours_dx, np.float64)[:, 0])
+      model, alpha, ours_raw[:, 0], np.asarray(ours_dx, np.float64)[:, 0]
+    )
   return row
 
 

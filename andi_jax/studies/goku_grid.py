@@ -14,14 +14,20 @@ import time
 import jax
 import numpy as np
 
+from andi_jax.goku import baselines as goku_baselines
+from andi_jax.goku import model as goku
 from andi_jax.goku import stuart_landau as sl
 from andi_jax.goku.train import TrainConfig, Trainer
-from andi_jax.goku import model as goku
-from andi_jax.goku import baselines as goku_baselines
+from andi_jax.plotting import pyplot
 
-LABELS = {"goku_ui": "GOKU-UI", "goku_ui_ss": "GOKU attention, single shooting",
-          "goku_basic_ms": "GOKU-basic, multiple shooting", "goku_basic": "GOKU-basic",
-          "lstm": "LSTM autoencoder", "latent_ode": "Latent ODE"}
+LABELS = {
+  "goku_ui": "GOKU-UI",
+  "goku_ui_ss": "GOKU attention, single shooting",
+  "goku_basic_ms": "GOKU-basic, multiple shooting",
+  "goku_basic": "GOKU-basic",
+  "lstm": "LSTM autoencoder",
+  "latent_ode": "Latent ODE",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +36,7 @@ class ExperimentConfig:
   train: TrainConfig = TrainConfig()
   models: tuple[str, ...] = tuple(LABELS)
   model_size: str = "paper"  # "paper" (GokuNets.jl's widths) or "mini"
-  sizes: tuple[int, ...] = tuple(75 * 2 ** i for i in range(7))
+  sizes: tuple[int, ...] = tuple(75 * 2**i for i in range(7))
   seeds: tuple[int, ...] = tuple(range(1, 11))
   forecast: int = 20
   # The Julia Latent ODE's optimiser; None: train's, as the other models
@@ -49,19 +55,26 @@ class ExperimentConfig:
 
 def build(name: str, model_size: str, obs_dim: int):
   if name in ("lstm", "latent_ode"):
-    cfg = goku_baselines.BaselineConfig(obs_dim=obs_dim,
-                                        **(goku_baselines.MINI if model_size == "mini" else {}))
+    cfg = goku_baselines.BaselineConfig(
+      obs_dim=obs_dim, **(goku_baselines.MINI if model_size == "mini" else {})
+    )
     return (goku_baselines.LSTMAutoencoder if name == "lstm" else goku_baselines.LatentODE)(cfg)
-  cfg = goku.GOKUConfig(obs_dim=obs_dim, attention=name.startswith("goku_ui"),
-                        multiple_shooting=name in ("goku_ui", "goku_basic_ms"),
-                        **(goku.MINI if model_size == "mini" else {}))
+  cfg = goku.GOKUConfig(
+    obs_dim=obs_dim,
+    attention=name.startswith("goku_ui"),
+    multiple_shooting=name in ("goku_ui", "goku_basic_ms"),
+    **(goku.MINI if model_size == "mini" else {}),
+  )
   return goku.GOKU(cfg)
 
 
 def machine() -> str:
   device = jax.devices()[0]
-  return (f"{os.cpu_count()} CPU cores" if device.platform == "cpu"
-          else f"{device.device_kind} ({os.cpu_count()} CPU cores)")
+  return (
+    f"{os.cpu_count()} CPU cores"
+    if device.platform == "cpu"
+    else f"{device.device_kind} ({os.cpu_count()} CPU cores)"
+  )
 
 
 def load_data(cfg: sl.DataConfig, path) -> tuple[sl.Dataset, float]:
@@ -84,22 +97,33 @@ def summarise(per_run: np.ndarray, sizes_M, sizes) -> list[dict]:
   rows = []
   for n in sizes:
     v = per_run[np.asarray(sizes_M) == n]
-    rows.append({"size": int(n), "median": float(np.median(v)), "per_seed": v.tolist(),
-                 "stderr": float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0})
+    rows.append(
+      {
+        "size": int(n),
+        "median": float(np.median(v)),
+        "per_seed": v.tolist(),
+        "stderr": float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0,
+      }
+    )
   return rows
 
 
 def table(results: dict, sizes) -> str:
-  lines = ["| model | training size | reconstruction NRMSE | forecast NRMSE | per seed (rec / fc) |",
-           "|---|---|---|---|---|"]
+  lines = [
+    "| model | training size | reconstruction NRMSE | forecast NRMSE | per seed (rec / fc) |",
+    "|---|---|---|---|---|",
+  ]
   for name, res in results["models"].items():
     for rec, fc in zip(res["reconstruction"], res["forecast"]):
       seeds = ", ".join(f"{r:.3f} / {f:.3f}" for r, f in zip(rec["per_seed"], fc["per_seed"]))
-      lines.append(f"| {LABELS[name]} | {rec['size']} | {rec['median']:.3f} ± {rec['stderr']:.3f} | "
-                   f"{fc['median']:.3f} ± {fc['stderr']:.3f} | {seeds} |")
+      lines.append(
+        f"| {LABELS[name]} | {rec['size']} | {rec['median']:.3f} ± {rec['stderr']:.3f} | "
+        f"{fc['median']:.3f} ± {fc['stderr']:.3f} | {seeds} |"
+      )
   naive = results["naive"]
-  lines.append(f"| naive (per-sample temporal mean) | – | {naive['reconstruction']:.3f} | "
-               f"{naive['forecast']:.3f} | |")
+  lines.append(
+    f"| naive (per-sample temporal mean) | – | {naive['reconstruction']:.3f} | {naive['forecast']:.3f} | |"
+  )
   return "\n".join(lines)
 
 
@@ -123,19 +147,22 @@ def smallest_size_comparison(results: dict, sizes) -> str:
 
 
 def plot(path, results: dict, sizes) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
   for ax, task in zip(axes, ("reconstruction", "forecast")):
     for name, res in results["models"].items():
       med = np.array([r["median"] for r in res[task]])
       err = np.array([r["stderr"] for r in res[task]])
-      line, = ax.plot(sizes, med, "o-", label=LABELS[name])
+      (line,) = ax.plot(sizes, med, "o-", label=LABELS[name])
       ax.fill_between(sizes, med - err, med + err, color=line.get_color(), alpha=0.2)
     ax.axhline(results["naive"][task], color="k", ls="--", lw=1, label="naive")
-    ax.set(xscale="log", yscale="log", xlabel="training trajectories", ylabel="NRMSE",
-           title=f"{task} ({results['steps'][task]} steps)")
+    ax.set(
+      xscale="log",
+      yscale="log",
+      xlabel="training trajectories",
+      ylabel="NRMSE",
+      title=f"{task} ({results['steps'][task]} steps)",
+    )
     ax.set_xticks(sizes, [str(s) for s in sizes])
   axes[0].legend(fontsize=8)
   fig.tight_layout()
@@ -152,30 +179,50 @@ def run(config: ExperimentConfig, workdir, out_dir, progress: bool = True) -> di
   sizes_M = [n for n in config.sizes for _ in config.seeds]
   seeds_M = [s for _ in config.sizes for s in config.seeds]
   seq = config.train.seq_len
-  results = {"config": dataclasses.asdict(config), "runs": {"size": sizes_M, "seed": seeds_M},
-             "steps": {"reconstruction": seq, "forecast": config.forecast},
-             "seconds": {"data": data_seconds}, "models": {}}
+  results = {
+    "config": dataclasses.asdict(config),
+    "runs": {"size": sizes_M, "seed": seeds_M},
+    "steps": {"reconstruction": seq, "forecast": config.forecast},
+    "seconds": {"data": data_seconds},
+    "models": {},
+  }
   for name in config.models:
     train_cfg = config.train
     if name == "latent_ode":
       own = {"learning_rate": config.latent_ode_lr, "weight_decay": config.latent_ode_weight_decay}
       train_cfg = dataclasses.replace(train_cfg, **{k: v for k, v in own.items() if v is not None})
     trainer = Trainer(build(name, config.model_size, config.data.obs_dim), train_cfg)
-    state, record = trainer.fit(data.z_train, data.z_val, data.w, sizes_M, seeds_M,
-                                workdir=os.path.join(workdir, name), progress=progress, desc=name)
+    state, record = trainer.fit(
+      data.z_train,
+      data.z_val,
+      data.w,
+      sizes_M,
+      seeds_M,
+      workdir=os.path.join(workdir, name),
+      progress=progress,
+      desc=name,
+    )
     t0 = time.perf_counter()
     scores = trainer.evaluate(state.best_params, data.z_test, data.w, seq, config.forecast)
     eval_seconds = time.perf_counter() - t0
-    results["naive"] = {"reconstruction": float(np.mean(scores["naive_reconstruction"])),
-                        "forecast": float(np.mean(scores["naive_forecast"]))}
+    results["naive"] = {
+      "reconstruction": float(np.mean(scores["naive_reconstruction"])),
+      "forecast": float(np.mean(scores["naive_forecast"])),
+    }
     results["models"][name] = {
-        "reconstruction": summarise(scores["reconstruction"].mean(1), sizes_M, config.sizes),
-        "forecast": summarise(scores["forecast"].mean(1), sizes_M, config.sizes),
-        "median_over_samples": {"reconstruction": np.median(scores["reconstruction"], 1).tolist(),
-                                "forecast": np.median(scores["forecast"], 1).tolist()},
-        "best_step": np.asarray(state.best_step).tolist(), "skipped_steps": record["skipped_steps"],
-        "train_seconds": record["seconds"], "steps": record["steps"], "eval_seconds": eval_seconds,
-        "history": record["history"]}
+      "reconstruction": summarise(scores["reconstruction"].mean(1), sizes_M, config.sizes),
+      "forecast": summarise(scores["forecast"].mean(1), sizes_M, config.sizes),
+      "median_over_samples": {
+        "reconstruction": np.median(scores["reconstruction"], 1).tolist(),
+        "forecast": np.median(scores["forecast"], 1).tolist(),
+      },
+      "best_step": np.asarray(state.best_step).tolist(),
+      "skipped_steps": record["skipped_steps"],
+      "train_seconds": record["seconds"],
+      "steps": record["steps"],
+      "eval_seconds": eval_seconds,
+      "history": record["history"],
+    }
     results["seconds"][name] = record["seconds"] + eval_seconds
     if progress:
       print(f"{name}: trained {record['seconds']:.0f} s, evaluated {eval_seconds:.0f} s", flush=True)
@@ -184,27 +231,34 @@ def run(config: ExperimentConfig, workdir, out_dir, progress: bool = True) -> di
   plot(os.path.join(out_dir, "nrmse_vs_size.png"), results, list(config.sizes))
   with open(os.path.join(out_dir, "results.json"), "w") as f:
     json.dump(results, f, indent=1)
-  skipped = "; ".join(f"{LABELS[name]} {res['skipped_steps']}" for name, res in results["models"].items()
-                      if any(res["skipped_steps"]))
+  skipped = "; ".join(
+    f"{LABELS[name]} {res['skipped_steps']}"
+    for name, res in results["models"].items()
+    if any(res["skipped_steps"])
+  )
   lr = f"peak learning rate {config.train.learning_rate}"
   if "latent_ode" in config.models:
     lr += f", Latent ODE {config.latent_ode_lr or config.train.learning_rate}"
   times = ", ".join(f"{LABELS.get(k, k)} {v:.0f} s" for k, v in results["seconds"].items())
   paragraphs = [
-      "# GOKU-UI on stochastic Stuart-Landau oscillators (generated by "
-      "`experiments/goku_stuart_landau.py`; do not edit)",
-      f"{config.data.n_test} held-out test trajectories; input {seq} steps, forecast {config.forecast} "
-      f"steps. NRMSE per sample = RMSE over time and the {config.data.obs_dim} observed dimensions / "
-      "mean|x| of the scored segment; cell = median over seeds of the runs' mean ± standard error over "
-      f"seeds ({len(config.seeds)} seeds: {list(config.seeds)}). {config.model_size} model widths; "
-      f"{config.train.steps} training steps of batch {config.train.batch_size} per run "
-      f"({config.train.schedule} schedule, {lr}). "
-      + (f"Steps skipped for a non-finite gradient, per run in (size, seed) order: {skipped}." if skipped
-         else "No step had a non-finite gradient."),
-      md,
-      smallest_size_comparison(results, config.sizes),
-      f"Time {sum(results['seconds'].values()):.0f} s on {machine()}, summed over the invocations that "
-      f"produced these results (compilation included; other jobs may have shared the machine): {times}."]
+    "# GOKU-UI on stochastic Stuart-Landau oscillators (generated by "
+    "`experiments/goku_stuart_landau.py`; do not edit)",
+    f"{config.data.n_test} held-out test trajectories; input {seq} steps, forecast {config.forecast} "
+    f"steps. NRMSE per sample = RMSE over time and the {config.data.obs_dim} observed dimensions / "
+    "mean|x| of the scored segment; cell = median over seeds of the runs' mean ± standard error over "
+    f"seeds ({len(config.seeds)} seeds: {list(config.seeds)}). {config.model_size} model widths; "
+    f"{config.train.steps} training steps of batch {config.train.batch_size} per run "
+    f"({config.train.schedule} schedule, {lr}). "
+    + (
+      f"Steps skipped for a non-finite gradient, per run in (size, seed) order: {skipped}."
+      if skipped
+      else "No step had a non-finite gradient."
+    ),
+    md,
+    smallest_size_comparison(results, config.sizes),
+    f"Time {sum(results['seconds'].values()):.0f} s on {machine()}, summed over the invocations that "
+    f"produced these results (compilation included; other jobs may have shared the machine): {times}.",
+  ]
   with open(os.path.join(out_dir, "results.md"), "w") as f:
     f.write("\n\n".join(p for p in paragraphs if p) + "\n")
   results["table"] = md

@@ -29,10 +29,12 @@ import numpy as np
 from andi_jax.data import eight_class
 from andi_jax.explain import plots
 from andi_jax.explain.gradcam import GradCAM
-from andi_jax.models import build_model
-from andi_jax.train import checkpoint
 from andi_jax.methods.all_lengths import params_dir
+from andi_jax.models import build_model
+from andi_jax.plotting import pyplot
+from andi_jax.train import checkpoint
 from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig
+from andi_jax.train.loop import fit
 
 NOISE = (0.0, 0.3, 0.4, 0.5, 1.0)
 # The paper's figures (REFERENCES.md, seed 002): accuracy at each s of NOISE, and the noiseless
@@ -50,11 +52,26 @@ class RobustnessConfig:
   min_length: int = 10
   max_length: int = 200  # (1000)
   seeds: int = 3  # (5 reported)
-  model: dict = dataclasses.field(default_factory=lambda: {  # (ResNet-18: the ResNetConfig defaults)
-      "width": 16, "blocks": (1, 1, 1, 1), "norm_groups": 4, "stem_kernel": 15, "kernel": 7})
+  model: dict = dataclasses.field(
+    default_factory=lambda: {  # (ResNet-18: the ResNetConfig defaults)
+      "width": 16,
+      "blocks": (1, 1, 1, 1),
+      "norm_groups": 4,
+      "stem_kernel": 15,
+      "kernel": 7,
+    }
+  )
   # vmap: the ResNet's batched products beat lax.map's one-after-another 2.4x on a CPU (3 seeds, 64 rows)
-  train: TrainConfig = TrainConfig(task="classification", batch_size=64, learning_rate=2e-3, plateau_factor=0.5,
-                                   plateau_patience=2, max_reductions=2, max_epochs=10, ensemble="vmap")
+  train: TrainConfig = TrainConfig(
+    task=2,
+    batch_size=64,
+    learning_rate=2e-3,
+    plateau_factor=0.5,
+    plateau_patience=2,
+    max_reductions=2,
+    max_epochs=10,
+    ensemble="vmap",
+  )
   widths: tuple[int, ...] | None = (100, 200)  # length buckets (see EnsembleData.widths)
   top: float = 0.6  # share of each class the guided arm copies
   augment: str = "rotate"  # "rotate" (the reference) or "noise"
@@ -65,18 +82,35 @@ class RobustnessConfig:
     if self.augment not in ("rotate", "noise"):
       raise ValueError(f"augment must be 'rotate' or 'noise', got {self.augment!r}")
     if not 0 < self.top <= 1 or self.n_small > self.n_base:
-      raise ValueError(f"need 0 < top <= 1 and n_small <= n_base, got {self.top}, {self.n_small}, {self.n_base}")
+      raise ValueError(
+        f"need 0 < top <= 1 and n_small <= n_base, got {self.top}, {self.n_small}, {self.n_base}"
+      )
     if 0.0 not in self.noise:
       raise ValueError(f"noise must include 0 (the noiseless accuracy), got {self.noise}")
-    if self.train.task != "classification":
-      raise ValueError("the experiment trains classifiers: TrainConfig(task='classification')")
+    if self.train.task != 2:
+      raise ValueError("the experiment trains classifiers: TrainConfig(task=2)")
 
 
 PAPER_SCALE = RobustnessConfig(
-    n_base=50_000, n_small=10_000, n_val=10_000, n_test=10_000, max_length=1000, seeds=5, model={},
-    train=TrainConfig(task="classification", batch_size=64, learning_rate=1e-4, plateau_factor=0.5,
-                      plateau_patience=5, max_reductions=3, max_epochs=100, ensemble="vmap"),
-    widths=(128, 256, 512, 1000))
+  n_base=50_000,
+  n_small=10_000,
+  n_val=10_000,
+  n_test=10_000,
+  max_length=1000,
+  seeds=5,
+  model={},
+  train=TrainConfig(
+    task=2,
+    batch_size=64,
+    learning_rate=1e-4,
+    plateau_factor=0.5,
+    plateau_patience=5,
+    max_reductions=3,
+    max_epochs=100,
+    ensemble="vmap",
+  ),
+  widths=(128, 256, 512, 1000),
+)
 
 
 def model_of(config: RobustnessConfig):
@@ -110,9 +144,16 @@ def transform(x_Nx2xW, length_N, augment: str, rng) -> np.ndarray:
 
 def _fit(model, config: RobustnessConfig, seed: int, x, length, y, train_idx, val_idx, desc, progress):
   ens = Ensemble(model, dataclasses.replace(config.train, seed=seed))
-  data = EnsembleData(x=x[None], length=length[None], y=y, group=np.zeros(len(train_idx), int),
-                      train_idx=train_idx, val_idx=val_idx, widths=config.widths)
-  result = ens.fit(data, progress=progress, desc=desc)
+  data = EnsembleData(
+    x=x[None],
+    length=length[None],
+    y=y,
+    group=np.zeros(len(train_idx), int),
+    train_idx=train_idx,
+    val_idx=val_idx,
+    widths=config.widths,
+  )
+  result = fit(ens, data, progress=progress, desc=desc)
   return ens, result
 
 
@@ -121,10 +162,18 @@ def _accuracy(ens: Ensemble, params, test: eight_class.Trajectories, config: Rob
   M = len(jax.tree.leaves(params)[0])
   out = []
   for i, s in enumerate(config.noise):
-    x = eight_class.minmax(eight_class.add_noise(test.x, test.length, s, seed=[config.seed, 11, i]), test.length)
-    data = EnsembleData(x=x[None], length=test.length[None], y=test.label, group=np.zeros(M, int),
-                        train_idx=np.zeros((M, 0), int), val_idx=np.tile(np.arange(len(test)), (M, 1)),
-                        widths=config.widths)
+    x = eight_class.minmax(
+      eight_class.add_noise(test.x, test.length, s, seed=[config.seed, 11, i]), test.length
+    )
+    data = EnsembleData(
+      x=x[None],
+      length=test.length[None],
+      y=test.label,
+      group=np.zeros(M, int),
+      train_idx=np.zeros((M, 0), int),
+      val_idx=np.tile(np.arange(len(test)), (M, 1)),
+      widths=config.widths,
+    )
     out.append(1.0 - ens.validate(params, data)[1])
   return np.array(out)
 
@@ -132,9 +181,16 @@ def _accuracy(ens: Ensemble, params, test: eight_class.Trajectories, config: Rob
 def save_classifier(path, params, model_config) -> None:
   """An "eight-class" checkpoint (what `andi-jax explain` loads)."""
   checkpoint.save_params(params_dir(path), jax.tree.map(np.asarray, params))
-  checkpoint.write_meta(path, {"method": "eight-class", "model": "resnet",
-                               "model_config": dataclasses.asdict(model_config),
-                               "classes": list(eight_class.CLASSES), "members": len(jax.tree.leaves(params)[0])})
+  checkpoint.write_meta(
+    path,
+    {
+      "method": "eight-class",
+      "model": "resnet",
+      "model_config": dataclasses.asdict(model_config),
+      "classes": list(eight_class.CLASSES),
+      "members": len(jax.tree.leaves(params)[0]),
+    },
+  )
 
 
 def run(config: RobustnessConfig, out_dir, workdir, progress: bool = True) -> dict:
@@ -154,16 +210,31 @@ def run(config: RobustnessConfig, out_dir, workdir, progress: bool = True) -> di
   tic = time.perf_counter()
   x = eight_class.minmax(np.concatenate([base.x, val.x]), np.concatenate([base.length, val.length]))
   length, y = np.concatenate([base.length, val.length]), np.concatenate([base.label, val.label])
-  base_ens, base_fit = _fit(model, config, config.seed, x, length, y, np.tile(np.arange(len(base)), (S, 1)),
-                            np.tile(len(base) + np.arange(len(val)), (S, 1)), "base", progress)
+  base_ens, base_fit = _fit(
+    model,
+    config,
+    config.seed,
+    x,
+    length,
+    y,
+    np.tile(np.arange(len(base)), (S, 1)),
+    np.tile(len(base) + np.arange(len(val)), (S, 1)),
+    "base",
+    progress,
+  )
   base_params = base_fit.state.best_params
   save_classifier(os.path.join(workdir, "base"), base_params, model_config)
   seconds["train_base"] = time.perf_counter() - tic
 
   tic = time.perf_counter()
   cam = GradCAM(model, ensemble=config.train.ensemble)
-  heat_M, _, _ = cam(base_params, eight_class.minmax(small.x, small.length), small.length, target_N=small.label,
-                     widths=config.widths)
+  heat_M, _, _ = cam(
+    base_params,
+    eight_class.minmax(small.x, small.length),
+    small.length,
+    target_N=small.label,
+    widths=config.widths,
+  )
   score = heat_M.sum(-1) / small.length  # mean heat over each row's points, per base member
   seconds["gradcam"] = time.perf_counter() - tic
 
@@ -178,8 +249,18 @@ def run(config: RobustnessConfig, out_dir, workdir, progress: bool = True) -> di
   y = np.concatenate([small.label, val.label, small.label[picks.ravel()]])
   own = n_small + n_val + np.arange(2 * S)[:, None] * n_copies + np.arange(n_copies)
   train_idx = np.concatenate([np.tile(np.arange(n_small), (2 * S, 1)), own], 1)
-  aug_ens, aug_fit = _fit(model, config, config.seed + 1, x, length, y, train_idx,
-                          np.tile(n_small + np.arange(n_val), (2 * S, 1)), "augmented", progress)
+  aug_ens, aug_fit = _fit(
+    model,
+    config,
+    config.seed + 1,
+    x,
+    length,
+    y,
+    train_idx,
+    np.tile(n_small + np.arange(n_val), (2 * S, 1)),
+    "augmented",
+    progress,
+  )
   seconds["train_augmented"] = time.perf_counter() - tic
 
   tic = time.perf_counter()
@@ -189,16 +270,23 @@ def run(config: RobustnessConfig, out_dir, workdir, progress: bool = True) -> di
   seconds["total"] = time.perf_counter() - start
 
   summary = {
-      "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-      "config": dataclasses.asdict(config),
-      "model_config": dataclasses.asdict(model_config), "backend": jax.default_backend(),
-      "noise": list(config.noise), "seconds": seconds,
-      "accuracy": {"base": acc_base.tolist(), "guided": acc_aug[:, :S].tolist(),
-                   "random": acc_aug[:, S:].tolist()},
-      "epochs": {"base": len(base_fit.history), "augmented": len(aug_fit.history)},
-      "best_epoch": {"base": np.asarray(base_fit.state.best_epoch).tolist(),
-                     "augmented": np.asarray(aug_fit.state.best_epoch).tolist()},
-      "paper": {**PAPER, "base": PAPER_BASE},
+    "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    "config": dataclasses.asdict(config),
+    "model_config": dataclasses.asdict(model_config),
+    "backend": jax.default_backend(),
+    "noise": list(config.noise),
+    "seconds": seconds,
+    "accuracy": {
+      "base": acc_base.tolist(),
+      "guided": acc_aug[:, :S].tolist(),
+      "random": acc_aug[:, S:].tolist(),
+    },
+    "epochs": {"base": len(base_fit.history), "augmented": len(aug_fit.history)},
+    "best_epoch": {
+      "base": np.asarray(base_fit.state.best_epoch).tolist(),
+      "augmented": np.asarray(aug_fit.state.best_epoch).tolist(),
+    },
+    "paper": {**PAPER, "base": PAPER_BASE},
   }
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "results.json"), "w") as f:
@@ -208,10 +296,12 @@ def run(config: RobustnessConfig, out_dir, workdir, progress: bool = True) -> di
   W = heat.shape[-1]
   n_classes = len(eight_class.CLASSES)
   plots.heat_by_class_png(
-      os.path.join(out_dir, "heat_by_class.png"),
-      plots.heat_profiles([h[W - L:] for h, L in zip(heat, small.length)], small.label, n_classes),
-      eight_class.CLASSES, np.bincount(small.label, minlength=n_classes),
-      "Grad-CAM of the base models (last stage, true class), small training set")
+    os.path.join(out_dir, "heat_by_class.png"),
+    plots.heat_profiles([h[W - L :] for h, L in zip(heat, small.length)], small.label, n_classes),
+    eight_class.CLASSES,
+    np.bincount(small.label, minlength=n_classes),
+    "Grad-CAM of the base models (last stage, true class), small training set",
+  )
   summary["table"] = markdown(summary)
   with open(os.path.join(out_dir, "results.md"), "w") as f:
     f.write(summary["table"])
@@ -233,51 +323,62 @@ def markdown(summary: dict) -> str:
   paper_idx = {s: i for i, s in enumerate(NOISE)}
   clean = noise.index(0.0)
   lines = [
-      "# Grad-CAM-guided against random augmentation (seed 002, Bae, Baek & Jeong)",
-      "",
-      f"Generated by `experiments/gradcam_robustness.py` on {summary['generated']} ({summary['backend']}); "
-      f"wall time {summary['seconds']['total'] / 60:.1f} min "
-      f"({', '.join(f'{k} {v:.0f} s' for k, v in summary['seconds'].items() if k != 'total')}).",
-      "",
-      f"Setup: 8 classes, 2D noiseless trajectories of {cfg['min_length']}-{cfg['max_length']} points; base "
-      f"models trained on {cfg['n_base']} rows per class, the augmented arms on the first {cfg['n_small']} of "
-      f"them plus {int(cfg['top'] * cfg['n_small'])} copies per class ({cfg['augment']}); validation "
-      f"{cfg['n_val']} and test {cfg['n_test']} rows per class; {S} seeds per arm, trained together. "
-      f"ResNet {summary['model_config']['blocks']}, width {summary['model_config']['width']}, kernels "
-      f"{summary['model_config']['stem_kernel']}/{summary['model_config']['kernel']}. The paper: ResNet-18, "
-      "10-1000 points, 50,000 / 10,000 rows per class, 5 seeds.",
-      "",
-      "## Noiseless 8-class test accuracy of the base models",
-      "",
-      "| | accuracy |",
-      "|---|---|",
-      f"| ours (mean ± sd over {S} seeds) | {b[clean]:.4f} ± {b_sd[clean]:.4f} |",
-      f"| ours, per seed | {', '.join(f'{v:.4f}' for v in np.asarray(summary['accuracy']['base'])[clean])} |",
-      f"| paper | {PAPER_BASE:.4f} |",
-      "",
-      "## Accuracy under localisation noise of std s",
-      "",
-      "Ours: mean ± sd over seeds; Δ = guided − random, paired by seed, ± its standard error. The base column is "
-      "the base models (no augmentation, the larger training set).",
-      "",
-      "| s | guided (ours) | random (ours) | Δ (ours) | guided (paper) | random (paper) | Δ (paper) | base (ours) |",
-      "|---|---|---|---|---|---|---|---|",
+    "# Grad-CAM-guided against random augmentation (seed 002, Bae, Baek & Jeong)",
+    "",
+    f"Generated by `experiments/gradcam_robustness.py` on {summary['generated']} ({summary['backend']}); "
+    f"wall time {summary['seconds']['total'] / 60:.1f} min "
+    f"({', '.join(f'{k} {v:.0f} s' for k, v in summary['seconds'].items() if k != 'total')}).",
+    "",
+    f"Setup: 8 classes, 2D noiseless trajectories of {cfg['min_length']}-{cfg['max_length']} points; base "
+    f"models trained on {cfg['n_base']} rows per class, the augmented arms on the first {cfg['n_small']} of "
+    f"them plus {int(cfg['top'] * cfg['n_small'])} copies per class ({cfg['augment']}); validation "
+    f"{cfg['n_val']} and test {cfg['n_test']} rows per class; {S} seeds per arm, trained together. "
+    f"ResNet {summary['model_config']['blocks']}, width {summary['model_config']['width']}, kernels "
+    f"{summary['model_config']['stem_kernel']}/{summary['model_config']['kernel']}. The paper: ResNet-18, "
+    "10-1000 points, 50,000 / 10,000 rows per class, 5 seeds.",
+    "",
+    "## Noiseless 8-class test accuracy of the base models",
+    "",
+    "| | accuracy |",
+    "|---|---|",
+    f"| ours (mean ± sd over {S} seeds) | {b[clean]:.4f} ± {b_sd[clean]:.4f} |",
+    f"| ours, per seed | {', '.join(f'{v:.4f}' for v in np.asarray(summary['accuracy']['base'])[clean])} |",
+    f"| paper | {PAPER_BASE:.4f} |",
+    "",
+    "## Accuracy under localisation noise of std s",
+    "",
+    "Ours: mean ± sd over seeds; Δ = guided − random, paired by seed, ± its standard error. The base column "
+    "is "
+    "the base models (no augmentation, the larger training set).",
+    "",
+    "| s | guided (ours) | random (ours) | Δ (ours) | guided (paper) | random (paper) | Δ (paper) | base "
+    "(ours) |",
+    "|---|---|---|---|---|---|---|---|",
   ]
   for i, s in enumerate(noise):
     p = paper_idx.get(s)
-    paper = (f"{PAPER['guided'][p]:.3f} | {PAPER['random'][p]:.3f} | {PAPER['guided'][p] - PAPER['random'][p]:+.3f}"
-             if p is not None else "– | – | –")
-    lines.append(f"| {s:g} | {g[i]:.3f} ± {g_sd[i]:.3f} | {r[i]:.3f} ± {r_sd[i]:.3f} | {d[i]:+.3f} ± {se[i]:.3f} | "
-                 f"{paper} | {b[i]:.3f} ± {b_sd[i]:.3f} |")
+    paper = (
+      f"{PAPER['guided'][p]:.3f} | {PAPER['random'][p]:.3f} | {PAPER['guided'][p] - PAPER['random'][p]:+.3f}"
+      if p is not None
+      else "– | – | –"
+    )
+    lines.append(
+      f"| {s:g} | {g[i]:.3f} ± {g_sd[i]:.3f} | {r[i]:.3f} ± {r_sd[i]:.3f} | {d[i]:+.3f} ± {se[i]:.3f} | "
+      f"{paper} | {b[i]:.3f} ± {b_sd[i]:.3f} |"
+    )
   noisy = [i for i, s in enumerate(noise) if s >= 0.3]
   ahead = [i for i in noisy if d[i] > 2 * se[i]]
   behind = [i for i in noisy if d[i] < -2 * se[i]]
   if ahead and not behind:
-    verdict = (f"guided augmentation is ahead by more than two standard errors at s = "
-               f"{', '.join(f'{noise[i]:g}' for i in ahead)}")
+    verdict = (
+      f"guided augmentation is ahead by more than two standard errors at s = "
+      f"{', '.join(f'{noise[i]:g}' for i in ahead)}"
+    )
   elif behind:
-    verdict = (f"guided augmentation is behind by more than two standard errors at s = "
-               f"{', '.join(f'{noise[i]:g}' for i in behind)}")
+    verdict = (
+      f"guided augmentation is behind by more than two standard errors at s = "
+      f"{', '.join(f'{noise[i]:g}' for i in behind)}"
+    )
   else:
     verdict = "guided augmentation shows no advantage beyond two standard errors at any s >= 0.3"
   lines += ["", f"Verdict at s ≥ 0.3: {verdict} (the paper: guided ahead by 0.006-0.038 at s = 0.3-1.0).", ""]
@@ -285,7 +386,7 @@ def markdown(summary: dict) -> str:
 
 
 def accuracy_png(path, summary: dict) -> None:
-  plt = plots.pyplot()
+  plt = pyplot()
   noise = np.asarray(summary["noise"])
   fig, ax = plt.subplots(figsize=(5.6, 4))
   for key, colour in (("guided", "k"), ("random", "tab:gray")):
@@ -293,9 +394,15 @@ def accuracy_png(path, summary: dict) -> None:
     ax.errorbar(noise, m, sd, color=colour, marker="o", ms=4, capsize=3, label=f"{key} (ours)")
     ax.plot(NOISE, PAPER[key], color=colour, ls="--", marker="s", ms=3, alpha=0.7, label=f"{key} (paper)")
   m, sd = _stats(summary["accuracy"]["base"])
-  ax.errorbar(noise, m, sd, color="tab:blue", ls=":", marker=".", capsize=3, label="base, no augmentation (ours)")
-  ax.set(xlabel="localisation noise std s", ylabel="test accuracy (8 classes)", ylim=(0, 1),
-         title="Grad-CAM-guided vs random augmentation")
+  ax.errorbar(
+    noise, m, sd, color="tab:blue", ls=":", marker=".", capsize=3, label="base, no augmentation (ours)"
+  )
+  ax.set(
+    xlabel="localisation noise std s",
+    ylabel="test accuracy (8 classes)",
+    ylim=(0, 1),
+    title="Grad-CAM-guided vs random augmentation",
+  )
   ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=120)

@@ -10,8 +10,9 @@ import numpy as np
 from andi_jax import metrics
 from andi_jax.data.recipe import Recipe, generate
 from andi_jax.infer import Predictor
-from andi_jax.train.engine import TrainConfig
 from andi_jax.methods.per_length import HNU_LENGTHS, train_lengths
+from andi_jax.plotting import pyplot
+from andi_jax.train.engine import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,12 +31,16 @@ class Task1Config:
 
 
 def pred_vs_true_png(path, true, pred, lengths, title):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(5, 5))
-  sc = ax.scatter(true + np.random.default_rng(0).uniform(-0.015, 0.015, len(true)), pred, c=lengths,
-                  s=4, alpha=0.5, cmap="viridis")
+  sc = ax.scatter(
+    true + np.random.default_rng(0).uniform(-0.015, 0.015, len(true)),
+    pred,
+    c=lengths,
+    s=4,
+    alpha=0.5,
+    cmap="viridis",
+  )
   ax.plot([0, 2], [0, 2], "k--", lw=1)
   ax.set(xlabel="true α", ylabel="predicted α", title=title, xlim=(0, 2.05), ylim=(0, 2.05))
   fig.colorbar(sc, ax=ax, label="trajectory length")
@@ -56,17 +61,34 @@ def run(config: Task1Config, workdir, progress: bool = True) -> dict:
   os.makedirs(workdir, exist_ok=True)
   cache = os.path.join(workdir, "data")
   t0 = time.perf_counter()
-  train = generate(Recipe(n=config.train_n, dim=1, seed=config.seed, keep=max(config.lengths)),
-                   workers=config.workers, cache_dir=cache, progress=progress)
-  test = generate(Recipe(n=config.test_n, dim=config.test_dim, seed=config.seed + 10_000),
-                  workers=config.workers, cache_dir=cache, progress=progress)
+  train = generate(
+    Recipe(n=config.train_n, dim=1, seed=config.seed, keep=max(config.lengths)),
+    workers=config.workers,
+    cache_dir=cache,
+    progress=progress,
+  )
+  test = generate(
+    Recipe(n=config.test_n, dim=config.test_dim, seed=config.seed + 10_000),
+    workers=config.workers,
+    cache_dir=cache,
+    progress=progress,
+  )
   t_data = time.perf_counter() - t0
 
   ckpt = os.path.join(workdir, "lstm")
   t0 = time.perf_counter()
-  rows = train_lengths(train.x[:, 0], train.alpha, config.lengths, ckpt, folds=config.folds,
-                       train_config=config.train, max_models=config.max_models,
-                       min_ratio=config.min_ratio, progress=progress, time_budget=config.group_time_budget)
+  rows = train_lengths(
+    train.x[:, 0],
+    train.alpha,
+    config.lengths,
+    ckpt,
+    folds=config.folds,
+    train_config=config.train,
+    max_models=config.max_models,
+    min_ratio=config.min_ratio,
+    progress=progress,
+    time_budget=config.group_time_budget,
+  )
   t_train = time.perf_counter() - t0
 
   trajs = test.trajectories()
@@ -77,15 +99,27 @@ def run(config: Task1Config, workdir, progress: bool = True) -> dict:
   rows_model = metrics.by_length(metrics.mae, pred, test.alpha, test.length)
   rows_classical = metrics.by_length(metrics.mae, classical, test.alpha, test.length)
   table = report_table(rows_model, rows_classical, "LSTM")
-  pred_vs_true_png(os.path.join(workdir, "pred_vs_true.png"), test.alpha, pred, test.length,
-                   f"HNU LSTM, {len(config.lengths)} lengths x {config.folds} folds")
-  summary = {"config": dataclasses.asdict(config), "seconds": {"data": t_data, "train": t_train,
-             "predict": t_pred}, "per_length": rows, "mae_model": rows_model, "mae_tamsd": rows_classical}
+  pred_vs_true_png(
+    os.path.join(workdir, "pred_vs_true.png"),
+    test.alpha,
+    pred,
+    test.length,
+    f"HNU LSTM, {len(config.lengths)} lengths x {config.folds} folds",
+  )
+  summary = {
+    "config": dataclasses.asdict(config),
+    "seconds": {"data": t_data, "train": t_train, "predict": t_pred},
+    "per_length": rows,
+    "mae_model": rows_model,
+    "mae_tamsd": rows_classical,
+  }
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(summary, f, indent=1)
   with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(f"# Task 1, HNU LSTM ({len(config.lengths)} lengths x {config.folds} folds, "
-            f"{config.train_n} training trajectories, {config.test_n} held-out, {config.test_dim}D)\n\n"
-            f"{table}\n\nData {t_data:.0f} s, training {t_train:.0f} s, prediction {t_pred:.1f} s.\n")
+    f.write(
+      f"# Task 1, HNU LSTM ({len(config.lengths)} lengths x {config.folds} folds, "
+      f"{config.train_n} training trajectories, {config.test_n} held-out, {config.test_dim}D)\n\n"
+      f"{table}\n\nData {t_data:.0f} s, training {t_train:.0f} s, prediction {t_pred:.1f} s.\n"
+    )
   summary["table"] = table
   return summary

@@ -21,15 +21,20 @@ def manager(workdir) -> ocp.CheckpointManager:
 
 
 def save_train(mgr: ocp.CheckpointManager, step: int, state, progress: dict) -> None:
-  mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                         progress=ocp.args.JsonSave(progress)), force=True)
+  mgr.save(
+    step,
+    args=ocp.args.Composite(state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress)),
+    force=True,
+  )
 
 
 def restore_train(mgr: ocp.CheckpointManager, like_state):
   """Latest saved state (structured like `like_state`) and its progress record."""
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
-  out = mgr.restore(mgr.latest_step(), args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()))
+  out = mgr.restore(
+    mgr.latest_step(),
+    args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()),
+  )
   return out.state, out.progress
 
 
@@ -48,8 +53,11 @@ def save_params(path, params) -> None:
   path = os.path.abspath(path)
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(path, params, force=True)
-  sums = {os.path.relpath(os.path.join(root, name), path): _sha256(os.path.join(root, name))
-          for root, _, names in os.walk(path) for name in names}
+  sums = {
+    os.path.relpath(os.path.join(root, name), path): _sha256(os.path.join(root, name))
+    for root, _, names in os.walk(path)
+    for name in names
+  }
   tmp = os.path.join(path, MANIFEST + ".tmp")
   with open(tmp, "w") as f:
     json.dump({"sha256": dict(sorted(sums.items()))}, f, indent=1)

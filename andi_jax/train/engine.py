@@ -9,13 +9,13 @@ a stopped model's state is frozen while the others go on. Models may differ in t
 each model m reads length group `group[m]`, left-padded to the ensemble's longest length.
 
 The batch axis is sharded over the local devices (several host devices on a CPU, see
-`andi_jax/__init__.py`), so that the many small per-model products run on all cores: each device
+`andi_jax/runtime.py`), so that the many small per-model products run on all cores: each device
 computes every model's gradients on its own rows, and one mean over the devices joins them.
+
+The host loop that runs an Ensemble over epochs, with its checkpoints, is train/loop.py's fit.
 """
 
 import dataclasses
-import json
-import time
 from typing import Any, Callable
 
 import flax.struct
@@ -23,15 +23,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-from tqdm.auto import tqdm
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from andi_jax.train import checkpoint
+from andi_jax.train.loop import keep_best
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  task: str = "regression"  # "regression" (MSE; best epoch by MAE) or "classification" (cross-entropy; by error rate)
+  task: int = 1  # 1: alpha (MSE; best epoch by MAE) or 2: diffusion model (cross-entropy; by error rate)
   batch_size: int = 512
   learning_rate: float = 1e-3
   plateau_factor: float = 0.2  # learning rate x 0.2 (÷ 5) ...
@@ -47,8 +47,11 @@ class TrainConfig:
   def __post_init__(self):
     if self.ensemble not in ("auto", "vmap", "map"):
       raise ValueError(f"ensemble must be 'auto', 'vmap' or 'map', got {self.ensemble!r}")
-    if self.task not in ("regression", "classification"):
-      raise ValueError(f"task must be 'regression' or 'classification', got {self.task!r}")
+    if self.task not in (1, 2):
+      raise ValueError(
+        f"task must be 1 (alpha: MSE, best by MAE) or 2 (diffusion model: cross-entropy, "
+        f"best by error rate), got {self.task!r}"
+      )
 
 
 def resolved_mode(mode: str = "auto") -> str:
@@ -146,8 +149,8 @@ def kfold_indices(n: int, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray
     raise ValueError(f"need at least 2 folds for an 80/20-style split, got {folds}")
   perm = np.random.default_rng(seed).permutation(n)
   size = n // folds
-  val = np.stack([perm[k * size:(k + 1) * size] for k in range(folds)])
-  train = np.stack([np.setdiff1d(perm[:folds * size], v, assume_unique=True) for v in val])
+  val = np.stack([perm[k * size : (k + 1) * size] for k in range(folds)])
+  train = np.stack([np.setdiff1d(perm[: folds * size], v, assume_unique=True) for v in val])
   return train, val
 
 
@@ -158,48 +161,8 @@ class EnsembleState(flax.struct.PyTreeNode):
   reductions: jax.Array  # (M,) learning-rate reductions so far
   stopped: jax.Array  # (M,) bool
   best_params: Any
-  best_metric: jax.Array  # (M,) best validation MAE (regression) or error rate (classification)
+  best_metric: jax.Array  # (M,) best validation MAE (task 1) or error rate (task 2)
   best_epoch: jax.Array  # (M,)
-
-
-@dataclasses.dataclass
-class FitResult:
-  state: EnsembleState
-  history: list[dict]  # one entry per epoch: lr scale, validation loss and metric per model
-  steps: int  # training steps this call ran
-  seconds: float  # wall time of those steps, compilation included
-  initial_metric: list[float]  # validation metric per model of the initial parameters
-
-
-class NonFiniteError(FloatingPointError):
-  """A training or validation loss is NaN or infinite: the run stops instead of keeping it."""
-
-
-class ConfigMismatchError(ValueError):
-  """A run resumed from a checkpoint with a configuration other than the one it started with."""
-
-
-# Fields that change neither the trajectory of training nor its result: a resumed run may change them.
-_FREE_FIELDS = ("eval_batch_size", "checkpoint_every", "max_epochs")
-
-
-def fingerprint(model, config: TrainConfig) -> dict:
-  """What a resumed run must share with the run it continues: the training and the model configuration."""
-  train = {k: v for k, v in dataclasses.asdict(config).items() if k not in _FREE_FIELDS}
-  model_config = getattr(model, "config", None)
-  model_fields = dataclasses.asdict(model_config) if dataclasses.is_dataclass(model_config) else {}
-  # through JSON, as the checkpoint stores it (tuples become lists)
-  return json.loads(json.dumps({"train": train, "model": {"name": type(model).__name__, **model_fields}}))
-
-
-def config_changes(saved: dict, current: dict) -> list[str]:
-  """'section.field: saved -> current' for every field that differs."""
-  changes = []
-  for section in sorted(set(saved) | set(current)):
-    old, new = saved.get(section, {}), current.get(section, {})
-    changes += [f"{section}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-                if old.get(k) != new.get(k)]
-  return changes
 
 
 class Ensemble:
@@ -209,7 +172,8 @@ class Ensemble:
     self.model, self.config = model, config
     self.tx = optax.adam(config.learning_rate)
     self.plateau = optax.contrib.reduce_on_plateau(
-        factor=config.plateau_factor, patience=config.plateau_patience, rtol=1e-4)  # PyTorch default threshold
+      factor=config.plateau_factor, patience=config.plateau_patience, rtol=1e-4
+    )  # PyTorch default threshold
     devices = np.array(jax.devices())
     self.mesh = Mesh(devices if config.batch_size % len(devices) == 0 else devices[:1], ("batch",))
     self.batch_sharding = NamedSharding(self.mesh, P(None, "batch"))
@@ -222,7 +186,7 @@ class Ensemble:
 
   # --- pure per-model functions, lifted over the model axis -------------------------------
   def _loss(self, out, y):
-    if self.config.task == "regression":
+    if self.config.task == 1:
       pred = out[:, 0]
       return jnp.mean((pred - y) ** 2), jnp.abs(pred - y)
     loss = optax.softmax_cross_entropy_with_integer_labels(out, y)
@@ -244,33 +208,32 @@ class Ensemble:
   def _train_step(self, state: EnsembleState, x, length, y, keys):
     """Each device computes every model's gradients on its own rows, and one mean over the devices joins
     them all. Left to jit's sharding propagation, each model's gradients were all-reduced inside the
-    ensemble's loop, and the devices waited for each other once per model: the LSTM's 5-model step at
-    T=10 / T=100 ran 17,700 / 1,980 trajectories/s against 23,900 / 2,540 so (2 cores, 2026-12-02).
+    ensemble's loop, and the devices waited for each other once per model.
     Each device's rows draw their own dropout masks (the member's key folded with the device's index),
     so a run depends on the device count, as on-the-fly data do (see draw)."""
+
     def local(params, x, length, y, keys):
       keys = jax.vmap(jax.random.fold_in, (0, None))(keys, jax.lax.axis_index("batch"))
       return jax.lax.pmean(self._over_models(self._grads)(params, x, length, y, keys), "batch")
 
     rows = P(None, "batch")
     # check_vma off: the models' loops start from constants that the type check would ask to mark as varying
-    loss, grads = jax.shard_map(local, mesh=self.mesh, in_specs=(P(), rows, rows, rows, P()), out_specs=P(),
-                                check_vma=False)(state.params, x, length, y, keys)
-    params, opt_state = jax.vmap(self._update)(state.params, state.opt_state, grads, state.plateau.scale,
-                                               state.stopped)
+    loss, grads = jax.shard_map(
+      local, mesh=self.mesh, in_specs=(P(), rows, rows, rows, P()), out_specs=P(), check_vma=False
+    )(state.params, x, length, y, keys)
+    params, opt_state = jax.vmap(self._update)(
+      state.params, state.opt_state, grads, state.plateau.scale, state.stopped
+    )
     return state.replace(params=params, opt_state=opt_state), loss
 
   def draw(self, onthefly: OnTheFly, data_keys, width: int):
     """Every member's batch, (M, B, ...) sharded as stored batches are. Each device simulates its own rows
     from the stream's key folded with the device's index (so a run's data depend on the device count):
     drawn as one batch and then sharded, the simulation was not split between the devices (the
-    recipe's model pool and permutation mix rows), and on-the-fly training at T=10 ran at 0.61 of the
-    stored-array speed instead of 0.73 (2 cores, 2026-12-01). The streams' draws are vmapped whatever the
-    family's ensemble mode: one simulation of all streams' rows costs less than one per stream (the
-    ConvTransformer's draw at T=10, unrolled before: 102 -> 84 ms on 2 cores, 2026-12-02). Stream s's
+    recipe's model pool and permutation mix rows). The streams' draws are vmapped whatever the family's
+    ensemble mode: one simulation of all streams' rows costs less than one per stream. Stream s's
     simulation is drawn from data_keys[s]; member g * streams + s views it, the stream's simulation
-    broadcast to its members rather than copied for each (5 LSTMs at T=10 on one stream instead of
-    five: step 61 -> 49 ms, stored arrays 45 ms, 2 cores, 2026-12-03)."""
+    broadcast to its members rather than copied for each."""
     rows = self.config.batch_size // self.mesh.size
     members = data_keys.shape[0]
     streams = onthefly.streams or members
@@ -279,8 +242,12 @@ class Ensemble:
 
     def local(data_keys):
       shard = jax.lax.axis_index("batch")
-      sims = jax.vmap(lambda k: onthefly.simulate(jax.random.fold_in(k, shard), width, rows))(data_keys[:streams])
-      view = lambda g: jax.vmap(lambda s, sim: onthefly.view(sim, width, g * streams + s))(jnp.arange(streams), sims)
+      sims = jax.vmap(lambda k: onthefly.simulate(jax.random.fold_in(k, shard), width, rows))(
+        data_keys[:streams]
+      )
+      view = lambda g: jax.vmap(lambda s, sim: onthefly.view(sim, width, g * streams + s))(
+        jnp.arange(streams), sims
+      )
       batches = jax.vmap(view)(jnp.arange(members // streams))  # (members // streams, streams, rows, ...)
       return jax.tree.map(lambda a: a.reshape((members,) + a.shape[2:]), batches)
 
@@ -289,15 +256,20 @@ class Ensemble:
   def sampled_step(self, onthefly: OnTheFly):
     """The training step with its batches drawn inside: (state, data_keys, keys, width) -> (state, loss)."""
     if onthefly not in self._sampled_steps:
+
       def step(state, data_keys, keys, width):
         return self._train_step(state, *self.draw(onthefly, data_keys, width), keys)
+
       self._sampled_steps[onthefly] = jax.jit(step, static_argnames="width", donate_argnums=0)
     return self._sampled_steps[onthefly]
 
   def _eval_batch(self, params, x, length, y, valid):
     out = self.model.apply({"params": params}, x, length, train=False)
-    loss = (optax.squared_error(out[:, 0], y) if self.config.task == "regression"
-            else optax.softmax_cross_entropy_with_integer_labels(out, y))
+    loss = (
+      optax.squared_error(out[:, 0], y)
+      if self.config.task == 1
+      else optax.softmax_cross_entropy_with_integer_labels(out, y)
+    )
     metric = self._loss(out, y)[1]
     # Per row, summed on the host (no cross-device reduction). A padded row is masked by where: its
     # output may be anything, and NaN * 0 is NaN.
@@ -306,21 +278,39 @@ class Ensemble:
 
   def _end_epoch(self, state: EnsembleState, val_loss, val_metric, epoch):
     def one(params, best_params, plateau, reductions, stopped, best_metric, best_epoch, loss, metric):
-      improved = (metric < best_metric) & ~stopped
-      pick = lambda new, old: jnp.where(improved, new, old)
-      best_params = jax.tree.map(pick, params, best_params)
+      best_params, new_best_metric, improved = keep_best(best_params, best_metric, params, metric, stopped)
       _, new_plateau = self.plateau.update(jnp.zeros(()), plateau, value=loss)
       new_plateau = jax.tree.map(lambda n, o: jnp.where(stopped, o, n), new_plateau, plateau)
       reductions = reductions + (new_plateau.scale < plateau.scale)
       stopped = stopped | (reductions > self.config.max_reductions)
-      return (best_params, new_plateau, reductions, stopped,
-              jnp.where(improved, metric, best_metric), jnp.where(improved, epoch, best_epoch))
+      return (
+        best_params,
+        new_plateau,
+        reductions,
+        stopped,
+        new_best_metric,
+        jnp.where(improved, epoch, best_epoch),
+      )
 
     best_params, plateau, reductions, stopped, best_metric, best_epoch = jax.vmap(one)(
-        state.params, state.best_params, state.plateau, state.reductions, state.stopped,
-        state.best_metric, state.best_epoch, val_loss, val_metric)
-    return state.replace(best_params=best_params, plateau=plateau, reductions=reductions,
-                         stopped=stopped, best_metric=best_metric, best_epoch=best_epoch)
+      state.params,
+      state.best_params,
+      state.plateau,
+      state.reductions,
+      state.stopped,
+      state.best_metric,
+      state.best_epoch,
+      val_loss,
+      val_metric,
+    )
+    return state.replace(
+      best_params=best_params,
+      plateau=plateau,
+      reductions=reductions,
+      stopped=stopped,
+      best_metric=best_metric,
+      best_epoch=best_epoch,
+    )
 
   # --- host side ---------------------------------------------------------------------------
   def init(self, n_models: int, steps: int, channels: tuple[int, ...] = ()) -> EnsembleState:
@@ -328,16 +318,23 @@ class Ensemble:
     x = jnp.zeros((1, *channels, steps), jnp.float32)  # channels: axes of a row before its steps
     length = jnp.full((1,), steps, jnp.int32)
     # jitted: op by op, a ResNet's init compiles hundreds of tiny kernels (twice as slow on a CPU)
-    params = jax.jit(jax.vmap(lambda k: self.model.init({"params": k}, x, length, train=False)["params"]))(keys)
+    params = jax.jit(jax.vmap(lambda k: self.model.init({"params": k}, x, length, train=False)["params"]))(
+      keys
+    )
     zeros = jnp.zeros((n_models,))
     state = EnsembleState(
-        params=params, opt_state=jax.vmap(self.tx.init)(params),
-        plateau=jax.vmap(self.plateau.init)(params), reductions=zeros.astype(jnp.int32),
-        stopped=zeros.astype(bool), best_params=jax.tree.map(jnp.copy, params), best_metric=zeros + jnp.inf,
-        best_epoch=zeros.astype(jnp.int32) - 1)
+      params=params,
+      opt_state=jax.vmap(self.tx.init)(params),
+      plateau=jax.vmap(self.plateau.init)(params),
+      reductions=zeros.astype(jnp.int32),
+      stopped=zeros.astype(bool),
+      best_params=jax.tree.map(jnp.copy, params),
+      best_metric=zeros + jnp.inf,
+      best_epoch=zeros.astype(jnp.int32) - 1,
+    )
     return jax.device_put(state, self.replicated)
 
-  def _batch(self, data: EnsembleData, idx_MxB, width: int):
+  def batch(self, data: EnsembleData, idx_MxB, width: int):
     g = data.group[:, None]
     arrays = (data.x[g, idx_MxB][..., -width:], data.length[g, idx_MxB], data.y[idx_MxB])
     return jax.device_put(arrays, self.batch_sharding)
@@ -352,7 +349,7 @@ class Ensemble:
     """Mean validation loss and metric per model; per bucket, fixed-size chunks masked where short."""
     n_val = data.val_idx.shape[1]
     loss = metric = np.zeros(len(data.group))
-    jax.block_until_ready(params)  # no training step left in flight beside the evaluations (see fit)
+    jax.block_until_ready(params)  # no training step left in flight beside the evaluations (see loop.fit)
     for width, rows in self._by_bucket(data, data.val_idx):
       n = max(len(r) for r in rows)
       if n == 0:
@@ -365,10 +362,12 @@ class Ensemble:
       idx = np.stack([np.resize(r if len(r) else fill, n_pad) for r in rows])
       valid = np.stack([np.arange(n_pad) < len(r) for r in rows]).astype(np.float32)
       for start in range(0, n_pad, size):
-        batch = self._batch(data, idx[:, start:start + size], width)
+        batch = self.batch(data, idx[:, start : start + size], width)
         # Fetched chunk by chunk: independent evaluations left in flight together, each waiting for
         # its partner on the other host device, once stalled a benchmark run for good.
-        l, m = self.evaluate(params, *batch, jax.device_put(valid[:, start:start + size], self.batch_sharding))
+        l, m = self.evaluate(
+          params, *batch, jax.device_put(valid[:, start : start + size], self.batch_sharding)
+        )
         loss, metric = loss + np.asarray(l, np.float64).sum(1), metric + np.asarray(m, np.float64).sum(1)
     return (loss / n_val).astype(np.float32), (metric / n_val).astype(np.float32)
 
@@ -384,130 +383,6 @@ class Ensemble:
     steps = []
     for width, rows in self._by_bucket(data, data.train_idx):
       n = min(len(r) for r in rows) // B
-      rows = np.stack([rng.permutation(r)[:n * B].reshape(n, B) for r in rows], 1)  # (n, M, B)
+      rows = np.stack([rng.permutation(r)[: n * B].reshape(n, B) for r in rows], 1)  # (n, M, B)
       steps += [(width, r) for r in rows]
-    return [steps[i] for i in rng.permutation(len(steps))][:self.config.steps_per_epoch]
-
-  def fit(self, data: EnsembleData, workdir=None, *, max_steps: int | None = None,
-          time_budget: float | None = None, callback: Callable[[int], None] | None = None,
-          progress: bool = True, desc: str = "train", stop_at: float | None = None,
-          onthefly: OnTheFly | None = None, force: bool = False) -> FitResult:
-    """Trains until every model has stopped or max_epochs; resumes from `workdir` if it holds a save.
-
-    max_steps / time_budget end this call early (after a save), e.g. for equal-time comparisons;
-    stop_at ends it after the first epoch where every model's validation metric is at most stop_at.
-    onthefly: training batches generated inside the step (config.steps_per_epoch steps an epoch).
-    callback(global_step) runs after every step.
-    A resumed run whose configuration differs from the saved one raises ConfigMismatchError naming the
-    fields (force: resume all the same). A non-finite training or validation loss raises NonFiniteError
-    naming the epoch, step and models; no checkpoint holding it is written.
-    """
-    cfg = self.config
-    n_models = len(data.group)
-    if onthefly is not None:
-      if cfg.steps_per_epoch is None:
-        raise ValueError("on-the-fly data has no epochs: set TrainConfig.steps_per_epoch")
-      steps_per_epoch = cfg.steps_per_epoch
-    else:
-      steps_per_epoch = len(self.epoch_batches(data, 0))
-    if steps_per_epoch == 0:
-      raise ValueError(f"{data.train_idx.shape[1]} training rows per model fill no batch of "
-                       f"{cfg.batch_size} (in any length bucket)")
-    state = self.init(n_models, data.x.shape[-1], data.x.shape[2:-1])
-    manager = checkpoint.manager(workdir) if workdir is not None else None
-    config = fingerprint(self.model, cfg)
-    if manager is not None and manager.latest_step() is not None:
-      state, info = checkpoint.restore_train(manager, state)
-      changes = config_changes(info["config"], config)
-      if changes and not force:
-        raise ConfigMismatchError(f"{workdir} was started with another configuration ({'; '.join(changes)}); "
-                                  "resume with the original one, or force it (--force)")
-      state = jax.device_put(state, self.replicated)
-      epoch, step, history, initial = info["epoch"], info["step"], info["history"], info["initial_metric"]
-    else:
-      epoch, step, history = 0, 0, []
-      initial = self._checked_validation(state.params, data, "the initial parameters")[1].tolist()
-
-    # Different programs over the host devices in flight together can deadlock XLA:CPU (validation
-    # behind an on-the-fly training step hung for good): every change of program (to validation, to the
-    # epoch's end, to a save) waits for the one before, and the losses in flight are checked then.
-    losses = []  # (global step, loss per model) since the last check
-
-    def check_losses():
-      bad = [(s, np.flatnonzero(~np.isfinite(np.asarray(loss)))) for s, loss in losses]
-      losses.clear()
-      first = next(((s, models) for s, models in bad if models.size), None)
-      if first is not None:
-        s, models = first
-        raise NonFiniteError(f"{desc}: training loss not finite at epoch {s // steps_per_epoch}, step "
-                             f"{s % steps_per_epoch} (global step {s}), models {models.tolist()}; nothing "
-                             "after the last checkpoint was saved")
-
-    def save(epoch, step):
-      jax.block_until_ready(state)
-      check_losses()
-      if manager is not None:
-        checkpoint.save_train(manager, epoch * steps_per_epoch + step, state,
-                              {"epoch": epoch, "step": step, "history": history, "initial_metric": initial,
-                               "config": config})
-
-    base_key, data_key = jax.random.key(cfg.seed + 1), jax.random.key(cfg.seed + 2)
-    ran, start = 0, time.perf_counter()
-    over_budget = lambda: ((max_steps is not None and ran >= max_steps) or
-                           (time_budget is not None and time.perf_counter() - start >= time_budget))
-    bar = tqdm(total=cfg.max_epochs * steps_per_epoch, initial=epoch * steps_per_epoch + step,
-               desc=desc, disable=not progress, leave=False)
-    while epoch < cfg.max_epochs and not bool(np.all(np.asarray(state.stopped))):
-      if onthefly is None:
-        batches = self.epoch_batches(data, epoch)
-      else:
-        rng = np.random.default_rng([cfg.seed, epoch])
-        batches = [(int(w), None) for w in rng.choice(onthefly.widths, steps_per_epoch, p=onthefly.weights)]
-      while step < steps_per_epoch:
-        width, idx = batches[step]
-        global_step = epoch * steps_per_epoch + step
-        keys = jax.random.split(jax.random.fold_in(base_key, global_step), n_models)
-        if onthefly is None:
-          state, loss = self.train_step(state, *self._batch(data, idx, width), keys)
-        else:
-          data_keys = jax.random.split(jax.random.fold_in(data_key, global_step), n_models)
-          state, loss = self.sampled_step(onthefly)(state, data_keys, keys, width=width)
-        losses.append((global_step, loss))
-        step, ran = step + 1, ran + 1
-        bar.update()
-        if callback is not None:
-          callback(epoch * steps_per_epoch + step)
-        if step < steps_per_epoch and (step % cfg.checkpoint_every == 0 or over_budget()):
-          save(epoch, step)
-        if over_budget() and step < steps_per_epoch:
-          bar.close()
-          return FitResult(state, history, ran, time.perf_counter() - start, initial)
-      jax.block_until_ready(state)
-      check_losses()
-      val_loss, val_metric = self._checked_validation(state.params, data, f"epoch {epoch}")
-      state = jax.block_until_ready(self.end_epoch(state, jnp.asarray(val_loss), jnp.asarray(val_metric), epoch))
-      history.append({"epoch": epoch, "lr_scale": np.asarray(state.plateau.scale).tolist(),
-                      "val_loss": val_loss.tolist(), "val_metric": val_metric.tolist(),
-                      "stopped": np.asarray(state.stopped).tolist()})
-      bar.set_postfix(val=f"{float(np.mean(val_metric)):.4f}")
-      epoch, step = epoch + 1, 0
-      save(epoch, step)
-      if over_budget() or (stop_at is not None and bool(np.all(val_metric <= stop_at))):
-        break
-    bar.close()
-    if manager is not None:
-      manager.wait_until_finished()
-    jax.block_until_ready(state)
-    return FitResult(state, history, ran, time.perf_counter() - start, initial)
-
-  def _checked_validation(self, params, data: EnsembleData, what: str) -> tuple[np.ndarray, np.ndarray]:
-    loss, metric = self.validate(params, data)
-    bad = np.flatnonzero(~(np.isfinite(loss) & np.isfinite(metric)))
-    if bad.size:
-      raise NonFiniteError(f"validation loss of {what} is not finite for models {bad.tolist()}")
-    return loss, metric
-
-
-def untrained(result: FitResult) -> list[int]:
-  """The models whose exported best parameters are still their initial ones: no epoch has finished."""
-  return np.flatnonzero(np.asarray(result.state.best_epoch) < 0).tolist()
+    return [steps[i] for i in rng.permutation(len(steps))][: self.config.steps_per_epoch]

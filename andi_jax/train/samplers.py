@@ -27,8 +27,13 @@ def per_length_sampler(task: int, member_lengths, streams: int | None = None) ->
     # standardisation is affine, so standardising a standardised prefix equals standardising the raw one
     return crop_standardize(b.x[:, None], length, width)[:, 0], length, _target(b, task)
 
-  return OnTheFly(lambda key, w, rows: sample_recipe(key, rows, recipe), view, (width,),
-                  padding_waste=1 - float(np.mean(member_lengths)) / width, streams=streams)
+  return OnTheFly(
+    lambda key, w, rows: sample_recipe(key, rows, recipe),
+    view,
+    (width,),
+    padding_waste=1 - float(np.mean(member_lengths)) / width,
+    streams=streams,
+  )
 
 
 def bucket_lengths(widths, min_length: int = 10, max_length: int = 999) -> dict[int, tuple[int, int]]:
@@ -42,12 +47,15 @@ def bucket_lengths(widths, min_length: int = 10, max_length: int = 999) -> dict[
   return spans
 
 
-def bucket_sampler(task: int, widths, min_length: int = 10, max_length: int = 999,
-                   streams: int | None = None) -> OnTheFly:
+def bucket_sampler(
+  task: int, widths, min_length: int = 10, max_length: int = 999, streams: int | None = None
+) -> OnTheFly:
   """Lengths uniform in min_length..max_length cut into the `widths` buckets; each step fills one bucket,
   drawn with the bucket's share of the lengths, so the length law is the recipe's uniform one. streams:
   see OnTheFly (None: one per member)."""
-  recipes = {w: DeviceRecipe(length=span) for w, span in bucket_lengths(widths, min_length, max_length).items()}
+  recipes = {
+    w: DeviceRecipe(length=span) for w, span in bucket_lengths(widths, min_length, max_length).items()
+  }
   spans = np.array([r.length[1] - r.length[0] + 1 for r in recipes.values()], float)
   weights = spans / spans.sum()
   mean_length = sum(p * (r.length[0] + r.length[1]) / 2 for p, r in zip(weights, recipes.values()))
@@ -57,5 +65,11 @@ def bucket_sampler(task: int, widths, min_length: int = 10, max_length: int = 99
     b = sample_recipe(key, rows, recipe)
     return jnp.pad(b.x, ((0, 0), (width - recipe.width, 0))), b.length, _target(b, task)
 
-  return OnTheFly(simulate, lambda batch, width, member: batch, tuple(recipes), tuple(weights),
-                  padding_waste=1 - mean_length / float(np.dot(weights, list(recipes))), streams=streams)
+  return OnTheFly(
+    simulate,
+    lambda batch, width, member: batch,
+    tuple(recipes),
+    tuple(weights),
+    padding_waste=1 - mean_length / float(np.dot(weights, list(recipes))),
+    streams=streams,
+  )

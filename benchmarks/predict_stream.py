@@ -1,0 +1,149 @@
+"""Peak memory of `andi-jax predict` on a 1,000,000-trajectory file, streamed a chunk at a time against
+read whole, and what an interrupt leaves behind; writes benchmarks/PREDICT_STREAM.md.
+
+The model is an all-lengths ConvTransformer at its initial parameters: memory and the output's handling do
+not depend on the weights. Each run is a separate process; its peak resident memory is the kernel's
+(getrusage of the finished child).
+"""
+
+import argparse
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from andi_jax import runtime
+
+CLI = [sys.executable, "-m", "andi_jax.cli"]
+
+
+def checkpoint_dir(path):
+  import jax
+  import jax.numpy as jnp
+
+  from andi_jax.methods.all_lengths import params_dir
+  from andi_jax.models import build_model
+  from andi_jax.train import checkpoint
+
+  model, config = build_model("conv_transformer")
+  params = jax.vmap(lambda k: model.init(k, jnp.zeros((1, 64)), jnp.array([64]))["params"])(
+    jax.random.split(jax.random.key(0), 2)
+  )
+  checkpoint.save_params(params_dir(path), jax.tree.map(np.asarray, params))
+  checkpoint.write_meta(
+    path,
+    {
+      "method": "all-lengths",
+      "task": 1,
+      "model": "conv_transformer",
+      "model_config": dataclasses.asdict(config),
+      "widths": [32, 128, 512, 1024],
+      "folds": 2,
+      "classes": None,
+      "data": "stored",
+    },
+  )
+
+
+def inputs(workdir, n: int, T: int) -> dict[str, str]:
+  """The same n random walks of T points as challenge text and as an (n, T) .npy, written in blocks."""
+  rng = np.random.default_rng(0)
+  paths = {"txt": os.path.join(workdir, "walks.txt"), "npy": os.path.join(workdir, "walks.npy")}
+  npy = np.lib.format.open_memmap(paths["npy"], mode="w+", dtype=np.float32, shape=(n, T))
+  with open(paths["txt"], "w") as f:
+    for start in range(0, n, 100_000):
+      block = rng.normal(size=(min(100_000, n - start), T)).cumsum(1).astype(np.float32)
+      npy[start : start + len(block)] = block
+      f.writelines("1;" + ";".join(f"{v:.5g}" for v in row) + "\n" for row in block.tolist())
+  npy.flush()
+  return paths
+
+
+def peak_run(args) -> tuple[float, float]:
+  """(peak resident GB, seconds) of one CLI run in a fresh process."""
+  start = time.perf_counter()
+  code = (
+    f"import resource, sys; sys.argv = {['andi-jax', *map(str, args)]!r}\n"
+    "from andi_jax import cli, runtime\nruntime.configure()\n"
+    "try:\n  cli.main(sys.argv[1:])\nfinally:\n"
+    "  print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+  )
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+  if proc.returncode:
+    raise RuntimeError(proc.stderr[-2000:])
+  kb = next(int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("PEAK_KB"))
+  return kb / 2**20, time.perf_counter() - start
+
+
+def interrupted(path, ckpt, out) -> str:
+  """Sends SIGINT once the output's temp file exists; says what is left where the output goes."""
+  with open(out, "w") as f:
+    f.write("an earlier output\n")
+  # SIGINT's default restored in the child: a background job (nohup, `&`) inherits it ignored
+  proc = subprocess.Popen(
+    CLI + ["predict", path, "--checkpoint", ckpt, "--out", out, "--chunk", "1000"],
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+  )
+  folder, name = os.path.split(out)
+  while not any(p.startswith(f".{name}.") for p in os.listdir(folder)):
+    if proc.poll() is not None:
+      raise RuntimeError("predict ended before it could be interrupted")
+    time.sleep(0.05)
+  time.sleep(2.0)  # some chunks written into the temp file
+  proc.send_signal(signal.SIGINT)
+  proc.wait()
+  left = sorted(p for p in os.listdir(folder) if p.startswith(f".{name}."))
+  same = open(out).read() == "an earlier output\n"
+  return (
+    f"exit code {proc.returncode}; earlier output {'unchanged' if same else 'CHANGED'}; "
+    f"temp files left: {len(left)}"
+  )
+
+
+def main(n: int, T: int, workdir: str, out_md: str) -> None:
+  os.makedirs(workdir, exist_ok=True)
+  ckpt = os.path.join(workdir, "ckpt")
+  checkpoint_dir(ckpt)
+  paths = inputs(workdir, n, T)
+  rows = []
+  for fmt, path in paths.items():
+    for label, chunk in (("streamed (--chunk 10000)", 10_000), ("read whole", n)):
+      out = os.path.join(workdir, f"pred_{fmt}_{chunk}.txt")
+      gb, seconds = peak_run(["predict", path, "--checkpoint", ckpt, "--out", out, "--chunk", chunk])
+      lines = sum(1 for _ in open(out))
+      rows.append(f"| .{fmt} | {label} | {gb:.2f} | {seconds:.0f} | {lines:,} |")
+      print(rows[-1], flush=True)
+  stop = interrupted(paths["txt"], ckpt, os.path.join(workdir, "interrupted.txt"))
+  size = {fmt: os.path.getsize(p) / 2**20 for fmt, p in paths.items()}
+  text = (
+    f"# `andi-jax predict` on {n:,} trajectories (generated by benchmarks/predict_stream.py)\n\n"
+    f"{n:,} random walks of {T} points, 1D: challenge text ({size['txt']:.0f} MB) and an (n, T) float32 "
+    f".npy ({size['npy']:.0f} MB); an all-lengths ConvTransformer of the default size, 2 folds. Peak "
+    "resident memory of the whole process (JAX and the model included); seconds are wall time "
+    "with the machine shared, not a speed measurement.\n\n"
+    "| input | reading | peak GB | seconds | output lines |\n|---|---|---|---|---|\n"
+    + "\n".join(rows)
+    + f"\n\nSIGINT while streaming (.txt, --chunk 1000): {stop}.\n"
+  )
+  with open(out_md, "w") as f:
+    f.write(text)
+  print(text)
+
+
+if __name__ == "__main__":
+  runtime.configure()
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--n", type=int, default=1_000_000)
+  parser.add_argument("--T", type=int, default=50)
+  parser.add_argument("--workdir", default="/tmp/andi-jax-predict-stream")
+  parser.add_argument(
+    "--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "PREDICT_STREAM.md")
+  )
+  args = parser.parse_args()
+  main(args.n, args.T, args.workdir, args.out)
