@@ -139,6 +139,7 @@ def cmd_predict(args):
   """Streams the input through the model a chunk at a time; every output is written into a temp file that
   replaces it only at the end, so an error or an interrupt leaves no partial output."""
   import contextlib
+  import itertools
 
   from tqdm.auto import tqdm
 
@@ -155,10 +156,12 @@ def cmd_predict(args):
   if with_proba:
     _check_out(proba, "--out's class probabilities", inputs=[args.input])
   total = io.count_tracks(args.input)
+  chunks = io.iter_tracks(args.input, args.chunk, gaps=args.gaps)
+  first = next(chunks)  # the input's first errors before the checkpoint's
   predictor = infer.load(args.checkpoint)
   if predictor.task != args.task:
     sys.exit(f"error: {args.checkpoint} holds a Task {predictor.task} model; --task {args.task} was asked")
-  classes = list(predictor.classes or ())
+  classes = list(predictor.classes) if args.task == 2 else []
   with contextlib.ExitStack() as stack:
     out = stack.enter_context(io.atomic_file(args.out))
     probs = stack.enter_context(io.atomic_file(proba)) if with_proba else None
@@ -168,7 +171,7 @@ def cmd_predict(args):
       probs.write(",".join(["dim", "label", *classes]) + "\n")
     bar = stack.enter_context(tqdm(total=total, desc="predict", unit="traj", disable=None))
     n = 0
-    for ids, trajs in io.iter_tracks(args.input, args.chunk, gaps=args.gaps):
+    for ids, trajs in itertools.chain([first], chunks):
       pred = predictor.predict(trajs, first=n)
       dims = np.array([t.shape[0] for t in trajs])
       if table:

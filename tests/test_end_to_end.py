@@ -201,7 +201,7 @@ def test_interrupted_predict_keeps_the_earlier_output(tmp_path):
   ckpt = tmp_path / "ckpt"
   _untrained_checkpoint(ckpt, task=1)
   rng = np.random.default_rng(2)
-  io.write_trajectories(tmp_path / "t.txt", list(rng.normal(size=(3000, 1, 40)).cumsum(2)))
+  io.write_trajectories(tmp_path / "t.txt", list(rng.normal(size=(20000, 1, 40)).cumsum(2)))
   out = tmp_path / "pred.txt"
   out.write_text("keep me\n")
   proc = subprocess.Popen(
@@ -216,6 +216,7 @@ def test_interrupted_predict_keeps_the_earlier_output(tmp_path):
     assert proc.poll() is None and time.time() < deadline
     time.sleep(0.05)
   time.sleep(0.5)
+  assert proc.poll() is None, "predict ended before it could be interrupted"
   proc.send_signal(signal.SIGINT)
   stderr = proc.communicate(timeout=60)[1]
   assert proc.returncode == 130 and stderr.strip().splitlines()[-1].startswith("error: predict interrupted")

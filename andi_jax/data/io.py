@@ -164,6 +164,7 @@ def _load_array(path: Path, what: str, load) -> np.ndarray:
     EOFError,
     KeyError,
     MemoryError,
+    NotImplementedError,
     SyntaxError,
     tokenize.TokenError,
     zipfile.BadZipFile,
