@@ -19,7 +19,7 @@ from andi_jax.data.recipe import CLASSES
 from andi_jax.models import build_model
 from andi_jax.train import checkpoint
 from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices, validation_only
-from andi_jax.train.loop import fit, untrained
+from andi_jax.train.loop import fit, require_trained
 from andi_jax.train.samplers import bucket_sampler
 
 # Four training shapes: each costs a compilation of the training and of the validation step (tens of
@@ -95,11 +95,7 @@ def train_all_lengths(
     force=force,
   )
   seconds = time.perf_counter() - start
-  if untrained(result):
-    raise RuntimeError(
-      f"folds {untrained(result)} finished no epoch, so there is nothing trained to export; "
-      f"the training state is in {os.path.join(outdir, 'train')}: run again to resume it"
-    )
+  require_trained(result, f"{model_name} task {task}", os.path.join(outdir, "train"))
   checkpoint.save_params(params_dir(outdir), jax.tree.map(np.asarray, result.state.best_params))
   meta = {
     "method": "all-lengths",

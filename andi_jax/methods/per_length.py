@@ -17,7 +17,7 @@ from andi_jax.data.preprocess import left_pad, standardize
 from andi_jax.models import build_model
 from andi_jax.train import checkpoint
 from andi_jax.train.engine import Ensemble, EnsembleData, TrainConfig, kfold_indices, validation_only
-from andi_jax.train.loop import fit, untrained
+from andi_jax.train.loop import fit, require_trained
 from andi_jax.train.samplers import per_length_sampler
 
 # Seed 001's table of the 43 lengths with a model each.
@@ -170,11 +170,7 @@ def train_lengths(
       force=force,
     )
     seconds = time.perf_counter() - start
-    if untrained(result):
-      raise RuntimeError(
-        f"lengths {group[0]}-{group[-1]}: models {untrained(result)} finished no epoch, so there "
-        f"is nothing trained to export; run again to resume the training state in {workdir}"
-      )
+    require_trained(result, f"lengths {group[0]}-{group[-1]}", workdir)
     initial = np.asarray(result.initial_metric).reshape(len(group), folds)
     best = np.asarray(result.state.best_metric).reshape(len(group), folds)
     epochs = len(result.history)

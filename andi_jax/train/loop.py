@@ -261,6 +261,11 @@ def _validated(ensemble: Ensemble, params, data: EnsembleData, what: str) -> tup
   return loss, metric
 
 
-def untrained(result: FitResult) -> list[int]:
-  """The models whose exported best parameters are still their initial ones: no epoch has finished."""
-  return np.flatnonzero(np.asarray(result.state.best_epoch) < 0).tolist()
+def require_trained(result: FitResult, what: str, workdir) -> None:
+  """Raises unless every model finished an epoch: otherwise its best parameters are its initial ones."""
+  untrained = np.flatnonzero(np.asarray(result.state.best_epoch) < 0).tolist()
+  if untrained:
+    raise RuntimeError(
+      f"{what}: models {untrained} finished no epoch, so there is nothing trained to export; "
+      f"run again to resume the training state in {workdir}"
+    )
