@@ -137,60 +137,90 @@ def cmd_train(args):
 
 def cmd_predict(args):
   """Streams the input through the model a chunk at a time; every output is written into a temp file that
-  replaces it only at the end, so an error or an interrupt leaves no partial output."""
+  replaces it only at the end, so an error or an interrupt leaves no partial output. Without --checkpoint
+  the shipped model of --task predicts (Task 1 with a standard error per alpha)."""
   import contextlib
   import itertools
 
   from tqdm.auto import tqdm
 
-  from andi_jax import infer
+  from andi_jax import infer, pretrained
   from andi_jax.data import io
 
   _check_in(args.input)
   _check_out(args.out, inputs=[args.input])
   if args.chunk < 1:
     sys.exit(f"error: --chunk {args.chunk}: must be at least 1")
-  table = args.out.lower().endswith(".csv")  # one CSV of track ids and predictions, else the challenge format
-  proba = os.path.splitext(args.out)[0] + ".proba.csv"  # Task 2: the class probabilities beside the labels
-  with_proba = args.task == 2 and not table
-  if with_proba:
-    _check_out(proba, "--out's class probabilities", inputs=[args.input])
   total = io.count_tracks(args.input)
   chunks = io.iter_tracks(args.input, args.chunk, gaps=args.gaps)
   first = next(chunks)  # the input's first errors before the checkpoint's
-  predictor = infer.load(args.checkpoint)
+  predictor = infer.load(args.checkpoint) if args.checkpoint else pretrained.load(args.task)
   if predictor.task != args.task:
     sys.exit(f"error: {args.checkpoint} holds a Task {predictor.task} model; --task {args.task} was asked")
+  with_se = args.task == 1 and getattr(predictor, "calibration", None) is not None
+  table = args.out.lower().endswith(".csv")  # one CSV of track ids and predictions, else the challenge format
+  # beside a challenge-format file: Task 2's class probabilities, Task 1's standard errors
+  side = os.path.splitext(args.out)[0] + (".proba.csv" if args.task == 2 else ".se.csv")
+  with_side = not table and (args.task == 2 or with_se)
+  if with_side:
+    _check_out(side, "--out's companion file", inputs=[args.input])
   classes = list(predictor.classes) if args.task == 2 else []
+  values = ["alpha", *(["alpha_se"] if with_se else [])] if args.task == 1 else ["label", *classes]
   with contextlib.ExitStack() as stack:
     out = stack.enter_context(io.atomic_file(args.out))
-    probs = stack.enter_context(io.atomic_file(proba)) if with_proba else None
+    extra = stack.enter_context(io.atomic_file(side)) if with_side else None
     if table:
-      out.write(",".join(["track_id", "dim", *(["alpha"] if args.task == 1 else ["label", *classes])]) + "\n")
-    if probs is not None:
-      probs.write(",".join(["dim", "label", *classes]) + "\n")
+      out.write(",".join(["track_id", "dim", *values]) + "\n")
+    if extra is not None:
+      extra.write(",".join(["dim", *values]) + "\n")
     bar = stack.enter_context(tqdm(total=total, desc="predict", unit="traj", disable=None))
     n = 0
     for ids, trajs in itertools.chain([first], chunks):
       pred = predictor.predict(trajs, first=n)
       dims = np.array([t.shape[0] for t in trajs])
-      if table:
-        columns = [pred] if args.task == 1 else [pred.argmax(1), *pred.T]
-        lines = io.table_lines([ids, dims, *columns])
-      elif args.task == 1:
-        lines = io.label_lines(args.out, dims, pred, fmt="%.4f", first=n)
+      if args.task == 1:
+        columns = [pred, predictor.standard_error(trajs, pred)] if with_se else [pred]
+        main_value, fmt = pred, "%.4f"
       else:
-        lines = io.label_lines(args.out, dims, pred.argmax(1), fmt="%d", first=n)
-        probs.writelines(
-          f"{d},{k}," + ",".join(f"{p:.5f}" for p in row) + "\n"
-          for d, k, row in zip(dims.tolist(), pred.argmax(1).tolist(), pred.tolist())
-        )
+        columns = [pred.argmax(1), *pred.T]
+        main_value, fmt = pred.argmax(1), "%d"
+      if table:
+        lines = io.table_lines([ids, dims, *columns])
+      else:
+        lines = io.label_lines(args.out, dims, main_value, fmt=fmt, first=n)
+      if extra is not None:
+        extra.writelines(line + "\n" for line in io.table_lines([dims, *columns]))
       out.writelines(line + "\n" for line in lines)
       n += len(trajs)
       bar.update(len(trajs))
-  print(
-    f"wrote {n} predictions to {args.out}" + (f" and class probabilities to {proba}" if with_proba else "")
-  )
+  print(f"wrote {n} predictions to {args.out}" + (f" and {side}" if with_side else ""))
+
+
+def cmd_models(args):
+  from andi_jax import pretrained
+
+  if args.card is not None:
+    path = os.path.join(pretrained.path(args.card), "MODEL_CARD.md")
+    try:
+      with open(path) as f:
+        print(f.read())
+    except OSError as e:
+      sys.exit(f"error: {path}: cannot read the model card ({e.strerror}); {pretrained.REINSTALL}")
+    return
+  for task, name in pretrained.NAMES.items():
+    card = pretrained.card(task)
+    metric = "mae" if task == 1 else "f1_micro"
+    overall = {d: card["scores"][d][metric][0]["value"] for d in ("1", "2", "3")}
+    score = f"1D test {'MAE' if task == 1 else 'micro-F1'} {overall['1']:.3f}"
+    if task == 1:
+      score += f" (TAMSD fit {card['scores']['1']['mae_tamsd'][0]['value']:.3f})"
+    score += f", 2D {overall['2']:.3f}, 3D {overall['3']:.3f}"
+    size = pretrained.size_bytes(task) / 1e6
+    print(
+      f"{name}: Task {task}, {card['model']} ({card['parameters']:,} parameters, {size:.1f} MB), "
+      f"trained {card['train_minutes']:.0f} min on the fly; {score}\n"
+      f"  model card: {os.path.join(pretrained.path(task), 'MODEL_CARD.md')} (andi-jax models --card {task})"
+    )
 
 
 def _layer(text):
@@ -291,8 +321,14 @@ def cmd_demo(args):
   from andi_jax.studies import task1
 
   _check_out(args.workdir, "--workdir", directory=True)
-  config = task1.Task1Config(lengths=(10, 20, 50, 100), train_n=20_000, test_n=3_000, group_time_budget=90.0)
+  config = task1.Task1Config(
+    lengths=(10, 20, 50, 100), train_n=20_000, test_n=3_000, group_time_budget=90.0, shipped=True
+  )
   summary = task1.run(config, args.workdir)
+  print(
+    "Held-out recipe trajectories (andi-datasets): the LSTMs trained just now, the TAMSD fit, and the "
+    "shipped models (andi-jax models)\n"
+  )
   print(summary["table"])
   s = summary["seconds"]
   print(f"\ndata {s['data']:.0f} s, training {s['train']:.0f} s, prediction {s['predict']:.1f} s")
@@ -380,13 +416,18 @@ def main(argv=None):
     "predict", help="alpha (task 1) or diffusion model (task 2) per trajectory of a .txt/.npy/.npz/.csv file"
   )
   p.add_argument("input")
-  p.add_argument("--checkpoint", required=True)
+  p.add_argument(
+    "--checkpoint",
+    default=None,
+    help="a directory written by `andi-jax train` (default: the shipped model of --task; andi-jax models)",
+  )
   p.add_argument("--task", type=int, default=1, choices=(1, 2))
   p.add_argument(
     "--out",
     required=True,
-    help="submission file of dim;value lines (task 2: also OUT.proba.csv); a .csv: one row per "
-    "trajectory with its track id, dim and prediction (task 2: label and probabilities)",
+    help="submission file of dim;value lines (task 1 with the shipped model: also OUT.se.csv of standard "
+    "errors; task 2: OUT.proba.csv of class probabilities); a .csv: one row per trajectory with its track "
+    "id, dim and prediction (alpha and its standard error; or label and probabilities)",
   )
   p.add_argument(
     "--chunk",
@@ -401,6 +442,10 @@ def main(argv=None):
     help=".csv input: a track whose frames skip some is refused, or split into pieces ID:0, ID:1, ...",
   )
   p.set_defaults(func=cmd_predict)
+
+  p = sub.add_parser("models", help="the shipped models and their test scores (model cards)")
+  p.add_argument("--card", type=int, choices=(1, 2), default=None, help="print this task's whole model card")
+  p.set_defaults(func=cmd_models)
 
   p = sub.add_parser(
     "explain", help="Grad-CAM of a classifier on the trajectories of a .txt/.npy/.npz/.csv file: PNGs"

@@ -27,6 +27,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
+from andi_jax import uncertainty
 from andi_jax.data.io import MIN_POINTS
 from andi_jax.data.preprocess import UnpredictableTrajectory, left_pad, refuse_unpredictable, standardize
 from andi_jax.methods.all_lengths import params_dir
@@ -229,13 +230,15 @@ class AllLengthsPredictor:
   params: dict  # stacked over folds
   task: int  # 1: alpha; 2: probabilities of the five models
   classes: tuple[str, ...] | None
+  calibration: dict | None = None  # Task 1: standard-error tables by dimension (andi_jax/uncertainty.py)
 
   @classmethod
   def load(cls, path) -> "AllLengthsPredictor":
     meta = read_meta(path, "model", "model_config", "task", "classes")
     model = _model(path, meta)
     params = jax.device_put(checkpoint.load_params(params_dir(path)))
-    return cls(model, params, meta["task"], tuple(meta["classes"]) if meta["classes"] else None)
+    classes = tuple(meta["classes"]) if meta["classes"] else None
+    return cls(model, params, meta["task"], classes, meta.get("calibration"))
 
   def __post_init__(self):
     self.forward = FoldForward(self.model, classify=self.task == 2)
@@ -255,3 +258,24 @@ class AllLengthsPredictor:
       out[ids] = self.forward.run(self.params, x, length, batch_size)
     out = _mean_by_owner(out, owner, len(trajectories))
     return np.clip(out, *CLIP) if self.task == 1 else out
+
+  def standard_error(self, trajectories, alpha) -> np.ndarray:
+    """Each predicted alpha's standard error, from the calibration table of its trajectory's dimension, its
+    length and alpha itself. ValueError without a table for the model or for that dimension."""
+    if self.calibration is None:
+      raise ValueError("this model has no calibrated standard error (only the shipped Task 1 model has)")
+    shapes = np.array([np.atleast_2d(np.asarray(t)).shape for t in trajectories]).reshape(-1, 2)
+    se = np.zeros(len(shapes))
+    for dim in np.unique(shapes[:, 0]):
+      table = self.calibration["se"].get(str(dim))
+      if table is None:
+        raise ValueError(f"no standard-error calibration for {dim}D trajectories")
+      rows = shapes[:, 0] == dim
+      se[rows] = uncertainty.lookup(
+        table,
+        np.asarray(alpha)[rows],
+        shapes[rows, 1],
+        self.calibration["length_edges"],
+        self.calibration["alpha_edges"],
+      )
+    return se

@@ -36,6 +36,28 @@ def _data(x, y, folds=3):
   )
 
 
+def test_cosine_schedule_replaces_plateau_and_ends_at_decay_steps(toy_alpha_data):
+  """decay_steps: no plateau reduction or early stop however validation goes, and no update after the
+  schedule reaches zero; the run's history records its wall time."""
+  x, y = toy_alpha_data
+  ens = _ensemble(decay_steps=8, steps_per_epoch=4, max_epochs=4, max_reductions=0, plateau_patience=0)
+  snapshots = []
+  result = fit(
+    ens,
+    _data(x, y),
+    progress=False,
+    on_epoch=lambda s, e: snapshots.append((jax.tree.map(np.array, s.params), e)),
+  )
+  assert len(result.history) == 4 and not np.any(np.asarray(result.state.stopped))
+  assert all(h["lr_scale"] == [1.0, 1.0, 1.0] for h in result.history)
+  after_schedule, last = jax.tree.leaves(snapshots[1][0]), jax.tree.leaves(snapshots[3][0])
+  assert all(np.array_equal(a, b) for a, b in zip(after_schedule, last))
+  initial = jax.tree.leaves(ens.init(3, x.shape[1]).params)
+  assert any(not np.allclose(a, b) for a, b in zip(initial, after_schedule))
+  seconds = [e["seconds"] for _, e in snapshots]
+  assert seconds == sorted(seconds) and seconds[0] > 0
+
+
 def test_kfold_disjoint_80_20():
   tr, va = kfold_indices(1000, 5, 0)
   assert tr.shape == (5, 800) and va.shape == (5, 200)

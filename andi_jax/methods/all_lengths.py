@@ -54,6 +54,7 @@ def train_all_lengths(
   onthefly: bool = False,
   streams: int | None = None,
   force: bool = False,
+  on_epoch=None,
 ) -> dict:
   """Trains `folds` models on prepared rows (see `prepare`) and exports the best epoch of each.
 
@@ -61,7 +62,7 @@ def train_all_lengths(
   A second call with the same outdir resumes the interrupted training. onthefly: training batches are
   simulated inside the step (lengths 10..999, TrainConfig.steps_per_epoch steps an epoch); the rows
   given all validate every model, and the "folds" are models trained on `streams` data streams (None:
-  one per fold; 1: all train on the same fresh trajectories, simulated once a step).
+  one per fold; 1: all train on the same fresh trajectories, simulated once a step). on_epoch: see fit.
   """
   if task not in (1, 2):
     raise ValueError(f"task must be 1 (alpha) or 2 (model), got {task}")
@@ -93,6 +94,7 @@ def train_all_lengths(
     desc=f"{model_name} task {task}",
     onthefly=sampler,
     force=force,
+    on_epoch=on_epoch,
   )
   seconds = time.perf_counter() - start
   require_trained(result, f"{model_name} task {task}", os.path.join(outdir, "train"))

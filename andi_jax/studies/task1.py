@@ -28,6 +28,7 @@ class Task1Config:
   min_ratio: float = 0.75  # shortest/longest length within an ensemble (bounds padding waste)
   seed: int = 0
   workers: int | None = None
+  shipped: bool = False  # also score the shipped Task 1 and Task 2 models on the held-out set
 
 
 def pred_vs_true_png(path, true, pred, lengths, title):
@@ -49,10 +50,13 @@ def pred_vs_true_png(path, true, pred, lengths, title):
   plt.close(fig)
 
 
-def report_table(rows_model, rows_classical, model_name) -> str:
-  lines = ["| length bucket | n | MAE " + model_name + " | MAE TAMSD fit |", "|---|---|---|---|"]
-  for a, b in zip(rows_model, rows_classical):
-    lines.append(f"| {a['bucket']} | {a['n']} | {a['value']:.3f} | {b['value']:.3f} |")
+def report_table(columns: dict[str, list[dict]]) -> str:
+  """A markdown table of per-bucket rows (metrics.by_length), one column per entry of `columns`."""
+  names = list(columns)
+  lines = ["| length bucket | n | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+  for i, row in enumerate(columns[names[0]]):
+    values = " | ".join(f"{columns[name][i]['value']:.3f}" for name in names)
+    lines.append(f"| {row['bucket']} | {row['n']} | {values} |")
   return "\n".join(lines)
 
 
@@ -98,7 +102,18 @@ def run(config: Task1Config, workdir, progress: bool = True) -> dict:
   classical = np.array([metrics.tamsd_alpha(t) for t in trajs])
   rows_model = metrics.by_length(metrics.mae, pred, test.alpha, test.length)
   rows_classical = metrics.by_length(metrics.mae, classical, test.alpha, test.length)
-  table = report_table(rows_model, rows_classical, "LSTM")
+  columns = {"MAE LSTM": rows_model, "MAE TAMSD fit": rows_classical}
+  if config.shipped:
+    from andi_jax import pretrained
+
+    columns["MAE shipped model"] = metrics.by_length(
+      metrics.mae, pretrained.load(1).predict(trajs), test.alpha, test.length
+    )
+    label = pretrained.load(2).predict(trajs).argmax(1)
+    columns["Task 2 micro-F1 shipped model"] = metrics.by_length(
+      metrics.f1_micro, label, test.model, test.length
+    )
+  table = report_table(columns)
   pred_vs_true_png(
     os.path.join(workdir, "pred_vs_true.png"),
     test.alpha,
@@ -112,6 +127,7 @@ def run(config: Task1Config, workdir, progress: bool = True) -> dict:
     "per_length": rows,
     "mae_model": rows_model,
     "mae_tamsd": rows_classical,
+    "table_columns": columns,
   }
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(summary, f, indent=1)

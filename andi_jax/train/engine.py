@@ -37,6 +37,9 @@ class TrainConfig:
   plateau_factor: float = 0.2  # learning rate x 0.2 (÷ 5) ...
   plateau_patience: int = 2  # ... after this many epochs without a lower validation loss
   max_reductions: int = 1  # early stop once the number of reductions exceeds this
+  # A fixed number of steps instead: the learning rate warms up over the first 2 % and follows a cosine
+  # to zero at decay_steps; the plateau schedule and early stop are off (data that never repeat).
+  decay_steps: int | None = None
   max_epochs: int = 100
   steps_per_epoch: int | None = None  # validate every this many steps (default: one pass over the data)
   eval_batch_size: int = 4096
@@ -170,9 +173,18 @@ class Ensemble:
 
   def __init__(self, model, config: TrainConfig):
     self.model, self.config = model, config
-    self.tx = optax.adam(config.learning_rate)
+    patience = config.plateau_patience
+    if config.decay_steps is None:
+      self.tx = optax.adam(config.learning_rate)
+    else:
+      self.tx = optax.adam(
+        optax.warmup_cosine_decay_schedule(
+          0.0, config.learning_rate, max(1, config.decay_steps // 50), config.decay_steps
+        )
+      )
+      patience = 10**9  # the scale stays 1: no reduction, no early stop
     self.plateau = optax.contrib.reduce_on_plateau(
-      factor=config.plateau_factor, patience=config.plateau_patience, rtol=1e-4
+      factor=config.plateau_factor, patience=patience, rtol=1e-4
     )  # PyTorch default threshold
     devices = np.array(jax.devices())
     self.mesh = Mesh(devices if config.batch_size % len(devices) == 0 else devices[:1], ("batch",))

@@ -123,6 +123,7 @@ def fit(
   max_steps: int | None = None,
   time_budget: float | None = None,
   callback: Callable[[int], None] | None = None,
+  on_epoch: Callable[[EnsembleState, dict], None] | None = None,
   progress: bool = True,
   desc: str = "train",
   stop_at: float | None = None,
@@ -134,7 +135,9 @@ def fit(
   max_steps / time_budget end this call early (after a save), e.g. for equal-time comparisons;
   stop_at ends it after the first epoch where every model's validation metric is at most stop_at.
   onthefly: training batches generated inside the step (config.steps_per_epoch steps an epoch).
-  callback(global_step) runs after every step.
+  callback(global_step) runs after every step; on_epoch(state, history entry) after every epoch's
+  validation. Each history entry holds `seconds`: wall time of the run's training and validation so far,
+  summed over the calls that resumed it.
   A resumed run whose configuration differs from the saved one raises ConfigMismatchError naming the
   fields (force: resume all the same). A non-finite training or validation loss raises NonFiniteError
   naming the epoch, step and models; no checkpoint holding it is written.
@@ -189,6 +192,7 @@ def fit(
 
   base_key, data_key = jax.random.key(cfg.seed + 1), jax.random.key(cfg.seed + 2)
   ran, start = 0, time.perf_counter()
+  seconds_before = history[-1].get("seconds", 0.0) if history else 0.0
   over_budget = lambda: (
     (max_steps is not None and ran >= max_steps)
     or (time_budget is not None and time.perf_counter() - start >= time_budget)
@@ -238,8 +242,11 @@ def fit(
         "val_loss": val_loss.tolist(),
         "val_metric": val_metric.tolist(),
         "stopped": np.asarray(state.stopped).tolist(),
+        "seconds": seconds_before + time.perf_counter() - start,
       }
     )
+    if on_epoch is not None:
+      on_epoch(state, history[-1])
     bar.set_postfix(val=f"{float(np.mean(val_metric)):.4f}")
     epoch, step = epoch + 1, 0
     save(epoch, step)
