@@ -1,7 +1,8 @@
 """Batched inference: ragged trajectories (any length >= 10, dims 1-3) in, one answer per trajectory out.
 
 `load(dir)` picks the predictor a checkpoint directory describes: seed 001's per-length LSTMs
-(Predictor) or one model for all lengths (AllLengthsPredictor: alpha, or the five class probabilities).
+(Predictor) or one model for all lengths (AllLengthsPredictor: alpha, or the five class probabilities;
+with a calibration table, as the shipped Task 1 model has, a standard error for each alpha).
 
 Seed 001's rule: each axis is a 1D trajectory; a listed length uses that length's models, another
 length T uses the nearest smaller trained length T_n on the first and the last T_n points (averaged);

@@ -16,9 +16,9 @@ from andi_jax import cli, infer, metrics, pretrained, uncertainty
 from andi_jax.data import io
 from andi_jax.data.recipe import Recipe, generate
 from andi_jax.methods.all_lengths import params_dir
-from andi_jax.studies import pretrain
+from andi_jax.studies import pretrain, task1
 from andi_jax.train import checkpoint
-from andi_jax.train.engine import Ensemble
+from andi_jax.train.engine import Ensemble, TrainConfig
 
 CLI = [sys.executable, "-m", "andi_jax.cli"]
 
@@ -131,3 +131,21 @@ def test_pretraining_learns_and_writes_a_model_card(tmp_path):
   assert [c["epoch"] for c in summary["learning_curve"]] == [0, 1, 2, 3]
   card = json.loads((dest / "card.json").read_text())
   assert card["scores"]["1"]["mae"][0]["n"] == 200 and np.isfinite(card["scores"]["3"]["mae"][0]["value"])
+
+
+def test_the_demo_table_scores_the_shipped_models_beside_its_lstms(tmp_path):
+  config = task1.Task1Config(
+    lengths=(10, 20),
+    train_n=1_000,
+    test_n=200,
+    folds=2,
+    train=TrainConfig(batch_size=64, max_epochs=2),
+    shipped=True,
+    workers=1,
+  )
+  summary = task1.run(config, tmp_path, progress=False)
+  header = summary["table"].splitlines()[0]
+  for column in ("MAE LSTM", "MAE TAMSD fit", "MAE shipped model", "Task 2 micro-F1 shipped model"):
+    assert column in header
+  shipped = summary["table_columns"]["MAE shipped model"][0]
+  assert shipped["n"] == 200 and shipped["value"] < summary["mae_tamsd"][0]["value"]

@@ -1,12 +1,12 @@
 """The shipped models (andi_jax/pretrained/): trained on the fly, calibrated, tested, described.
 (experiments/pretrain.py runs it.)
 
-One run per task, each stage resumable (a finished stage is skipped):
+One run per task, in stages that each start from what the earlier ones left in the work directory:
   train      one ConvTransformer for lengths 10..999, batches simulated inside the step by the JAX
              generators, a fixed number of steps under a warm-up + cosine schedule; a parameter snapshot
              after every epoch (the learning curve); validation on andi-datasets trajectories
   calibrate  Task 1: the alpha standard error, the residual RMS of the trained model per (dimension,
-             length bin, predicted-alpha bin) on fresh JAX-generated trajectories
+             length bin, predicted-alpha bin) on andi-datasets trajectories apart from the test set
   ship       meta.json, parameters (with their sha256 manifest) and calibration into the package
   card       the test set drawn with andi-datasets (`test_n` per dimension 1-3, lengths 10..999, its own
              seed), per length bucket beside the TAMSD fit; calibration coverage, confusion matrix,
@@ -212,6 +212,7 @@ def _curve_png(path, curve, config: PretrainConfig, tamsd_mae: float | None):
     ax.axhline(tamsd_mae, color="k", ls="--", lw=1, label="TAMSD fit")
   name = "MAE of alpha" if config.task == 1 else "micro-F1"
   ax.set(xlabel="minutes of training", ylabel=f"test {name}", title=f"Task {config.task}: test {name}, 1D")
+  ax.set_xlim(left=0)
   ax.legend()
   fig.tight_layout()
   fig.savefig(path, dpi=120)
@@ -228,7 +229,7 @@ def _confusion_png(path, confusion):
     for j in range(len(MODELS)):
       ax.text(j, i, f"{share[i, j]:.2f}", ha="center", va="center", color="w" if share[i, j] > 0.5 else "k")
   ax.set(xticks=range(len(MODELS)), yticks=range(len(MODELS)), xticklabels=MODELS, yticklabels=MODELS)
-  ax.set(xlabel="predicted", ylabel="true", title="Task 2, 1D test set: share of each true class")
+  ax.set(xlabel="predicted", ylabel="true", title="Task 2, 1D test set: share per true model")
   fig.colorbar(im, ax=ax)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
@@ -300,6 +301,14 @@ def card(config: PretrainConfig, workdir, dest=None, cache=None, progress: bool 
   return summary
 
 
+def _confusion_md(s: dict) -> str:
+  lines = ["1D confusion matrix (rows: true model, columns: predicted):", ""]
+  lines += ["| true \\ predicted | " + " | ".join(MODELS) + " |", "|---|" + "---|" * len(MODELS)]
+  for name, row in zip(MODELS, s["scores"]["1"]["confusion"]):
+    lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+  return "\n".join(lines)
+
+
 def _card_md(config: PretrainConfig, s: dict, table: str) -> str:
   task1 = config.task == 1
   what = "the anomalous exponent α (AnDi Task 1)" if task1 else "the diffusion model (AnDi Task 2)"
@@ -315,7 +324,7 @@ def _card_md(config: PretrainConfig, s: dict, table: str) -> str:
     if task1
     else ""
   )
-  extra = "" if task1 else f"\n1D macro-F1 {s['scores']['1']['f1_macro']:.3f}.\n"
+  extra = "" if task1 else f"\n1D macro-F1 {s['scores']['1']['f1_macro']:.3f}. {_confusion_md(s)}\n"
   figure = "![predicted against true α](pred_vs_true.png)" if task1 else "![confusion](confusion.png)"
   mc, steps, rows = s["model_config"], config.steps, config.steps * config.batch_size
   return f"""# Shipped model `{pretrained.NAMES[config.task]}`: {what}

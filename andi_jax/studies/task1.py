@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from andi_jax import metrics
+from andi_jax import metrics, pretrained
 from andi_jax.data.recipe import Recipe, generate
 from andi_jax.infer import Predictor
 from andi_jax.methods.per_length import HNU_LENGTHS, train_lengths
@@ -104,8 +104,6 @@ def run(config: Task1Config, workdir, progress: bool = True) -> dict:
   rows_classical = metrics.by_length(metrics.mae, classical, test.alpha, test.length)
   columns = {"MAE LSTM": rows_model, "MAE TAMSD fit": rows_classical}
   if config.shipped:
-    from andi_jax import pretrained
-
     columns["MAE shipped model"] = metrics.by_length(
       metrics.mae, pretrained.load(1).predict(trajs), test.alpha, test.length
     )
