@@ -180,14 +180,12 @@ def cmd_predict(args):
       dims = np.array([t.shape[0] for t in trajs])
       if args.task == 1:
         columns = [pred, predictor.standard_error(trajs, pred)] if with_se else [pred]
-        main_value, fmt = pred, "%.4f"
       else:
         columns = [pred.argmax(1), *pred.T]
-        main_value, fmt = pred.argmax(1), "%d"
       if table:
         lines = io.table_lines([ids, dims, *columns])
-      else:
-        lines = io.label_lines(args.out, dims, main_value, fmt=fmt, first=n)
+      else:  # alpha or the label
+        lines = io.label_lines(args.out, dims, columns[0], fmt="%.4f" if args.task == 1 else "%d", first=n)
       if extra is not None:
         extra.writelines(line + "\n" for line in io.table_lines([dims, *columns]))
       out.writelines(line + "\n" for line in lines)

@@ -79,7 +79,7 @@ def train(config: PretrainConfig, workdir, cache=None, progress: bool = True) ->
   def snapshot(state, entry):
     path = os.path.join(snapshots, f"epoch_{entry['epoch']:03d}")
     if not os.path.exists(path):
-      checkpoint.save_params(path, jax.tree.map(lambda a: np.asarray(a), state.params))
+      checkpoint.save_params(path, jax.tree.map(np.asarray, state.params))
     with open(path + ".json", "w") as f:
       json.dump(entry, f)
 
@@ -263,7 +263,7 @@ def card(config: PretrainConfig, workdir, dest=None, cache=None, progress: bool 
   curve = learning_curve(config, workdir, one_d)
   tamsd_curve = None
   if config.task == 1:
-    subset = [t for t in one_d.trajectories()[: config.curve_n]]
+    subset = one_d.trajectories()[: config.curve_n]
     tamsd_curve = metrics.mae([metrics.tamsd_alpha(t) for t in subset], one_d.alpha[: len(subset)])
     pred_vs_true_png(
       os.path.join(dest, "pred_vs_true.png"),
