@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import signal
 import sys
 
 import numpy as np
@@ -135,6 +136,14 @@ def cmd_train(args):
     )
 
 
+_INTERRUPTS = []  # SIGINTs received: a KeyboardInterrupt raised inside a destructor is lost, this is not
+
+
+def _on_sigint(signum, frame):
+  _INTERRUPTS.append(signum)
+  raise KeyboardInterrupt
+
+
 def cmd_predict(args):
   """Streams the input through the model a chunk at a time; every output is written into a temp file that
   replaces it only at the end, so an error or an interrupt leaves no partial output. Without --checkpoint
@@ -176,6 +185,8 @@ def cmd_predict(args):
     bar = stack.enter_context(tqdm(total=total, desc="predict", unit="traj", disable=None))
     n = 0
     for ids, trajs in itertools.chain([first], chunks):
+      if _INTERRUPTS:
+        raise KeyboardInterrupt
       pred = predictor.predict(trajs, first=n)
       dims = np.array([t.shape[0] for t in trajs])
       if args.task == 1:
@@ -515,6 +526,8 @@ def main(argv=None):
   from andi_jax.train.checkpoint import CheckpointError
   from andi_jax.train.loop import ConfigMismatchError, NonFiniteError
 
+  if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with SIGINT ignored
+    signal.signal(signal.SIGINT, _on_sigint)
   try:
     args.func(args)
   except (
