@@ -205,6 +205,30 @@ def cmd_predict(args):
   print(f"wrote {n} predictions to {args.out}" + (f" and {side}" if with_side else ""))
 
 
+def cmd_export(args):
+  from andi_jax import export, infer, pretrained
+
+  if args.max_length < 10:
+    sys.exit(f"error: --max-length {args.max_length}: must be at least 10")
+  if args.checkpoint is not None:
+    if not os.path.isdir(args.checkpoint):
+      sys.exit(f"error: --checkpoint {args.checkpoint}: not a checkpoint directory")
+    source = args.checkpoint
+  else:
+    task = {name: task for task, name in pretrained.NAMES.items()}[args.pretrained]
+    source = pretrained.path(task)
+  _check_out(args.out, directory=True)
+  if os.path.exists(args.out):
+    sys.exit(f"error: --out {args.out}: already exists; the export writes a new directory")
+  model = infer.load(source) if args.checkpoint is not None else pretrained.load(task)
+  meta = export.export(model, args.format, args.out, max_length=args.max_length, source=source)
+  widths = ", ".join(meta["graphs"])
+  print(
+    f"wrote {len(meta['graphs'])} {args.format} graphs ({meta['model']}, widths {widths}), export.json and "
+    f"run_export.py to {args.out}"
+  )
+
+
 def cmd_models(args):
   from andi_jax import pretrained
 
@@ -483,6 +507,19 @@ def main(argv=None):
   p.add_argument("--trajs", default=None, help="the trajectories file, for per-length buckets")
   p.set_defaults(func=cmd_evaluate)
 
+  p = sub.add_parser(
+    "export", help="a checkpoint as ONNX or StableHLO graphs, to run without JAX or andi_jax"
+  )
+  which = p.add_mutually_exclusive_group(required=True)
+  which.add_argument("--checkpoint", help="a directory written by `andi-jax train`")
+  which.add_argument("--pretrained", choices=("task1", "task2"), help="a shipped model (`andi-jax models`)")
+  p.add_argument("--format", required=True, choices=("onnx", "stablehlo"))
+  p.add_argument("--out", required=True, help="a new directory: the graphs, export.json, run_export.py")
+  p.add_argument(
+    "--max-length", type=int, default=1024, help="all-lengths models: the longest trajectory the graphs take"
+  )
+  p.set_defaults(func=cmd_export)
+
   p = sub.add_parser("benchmark", help="the whole suite (all), or one training or inference throughput")
   p.add_argument("what", choices=("all", "train", "infer"))
   p.add_argument(
@@ -523,6 +560,7 @@ def main(argv=None):
   args = parser.parse_args(argv)
   from andi_jax.data.io import TrajectoryFormatError
   from andi_jax.data.preprocess import UnpredictableTrajectory
+  from andi_jax.export import ExportError
   from andi_jax.train.checkpoint import CheckpointError
   from andi_jax.train.loop import ConfigMismatchError, NonFiniteError
 
@@ -537,6 +575,7 @@ def main(argv=None):
     NonFiniteError,
     CheckpointError,
     UnpredictableTrajectory,
+    ExportError,
   ) as e:
     sys.exit(f"error: {e}")
   except KeyboardInterrupt:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from jax.extend import core
 
+from andi_jax import export as graph_export
 from andi_jax.bench import measure as bench
 from andi_jax.bench import suite as bench_suite
 from andi_jax.bench import torch_reference as bench_torch
@@ -31,6 +32,9 @@ TINY = bench_suite.SuiteConfig(
   tta_target=5.0,
   tta_max_epochs=1,
   scaling_models=(1, 2, 100_000),
+  export_families=("lstm", "conv_transformer"),
+  export_T=(10,),
+  export_batches=(1, 8),
 )
 
 
@@ -60,6 +64,23 @@ def test_suite_writes_every_section(tmp_path):
   assert [r["T"] for r in saved["onthefly"]] == [10, "10-16", "17-32", "10-32, mix"]
   assert all(r["stored"] > 0 and r["onthefly"] > 0 and r["onthefly_shared"] > 0 for r in saved["onthefly"])
   assert results["mode"] == "quick"
+  if graph_export.available():
+    assert "### Exported graphs" in report
+    speed, artefacts = saved["export"]["speed"], saved["export"]["artefacts"]
+    assert [(r["family"], r["batch"]) for r in speed] == [
+      ("lstm", 1),
+      ("lstm", 8),
+      ("conv_transformer", 1),
+      ("conv_transformer", 8),
+    ]
+    assert all(r[side] > 0 for r in speed for side in ("jax", "onnx", "stablehlo"))
+    assert [(r["family"], r["format"], r["graphs"]) for r in artefacts] == [
+      ("lstm", "onnx", 1),
+      ("lstm", "stablehlo", 1),
+      ("conv_transformer", "onnx", 1),
+      ("conv_transformer", "stablehlo", 1),
+    ]
+    assert all(r["mb"] > 0 and r["seconds"] > 0 for r in artefacts)
 
   # --only: one section re-measured into this results.json, the rest kept; another config or machine refused
   again = bench_suite.run(TINY, tmp_path, mode="quick", log=lambda row: None, only=("scaling",))

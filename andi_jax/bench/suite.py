@@ -22,6 +22,7 @@ import time
 import jax
 import numpy as np
 
+from andi_jax import export as graph_export
 from andi_jax.bench import generation
 from andi_jax.bench import measure as bench
 from andi_jax.bench import torch_reference as bench_torch
@@ -60,6 +61,9 @@ class SuiteConfig:
   scaling_models: tuple[int, ...] = (1, 5, 25, 215)
   scaling_T: int = 100
   memory_gb: float = 20.0  # skip a scaling row whose estimated activation memory exceeds this
+  export_families: tuple[str, ...] | None = None  # exported graphs' inference; None: every family
+  export_T: tuple[int, ...] = (10, 100, 500, 1000)
+  export_batches: tuple[int, ...] = (1, 2048)
 
 
 # Every section, small, where compilation is most of the time: the LSTM and the ConvTransformer at T=100
@@ -81,12 +85,22 @@ QUICK = SuiteConfig(
   tta_max_epochs=4,
   tta_runs=("jax_one",),
   scaling_models=(1, 5),
+  export_T=(100,),
+  export_batches=(1, 256),
 )
 # Every section at every T on 2 cores; time-to-accuracy at full size and target (MAE 0.30, 200,000
 # trajectories): one JAX model and the 5-fold ensemble, against one PyTorch model (five runs: 5x its time).
 # ResNet-18 (kernels 15, widths to 512) costs ~2 GFLOP per trajectory forward at T=1000: ~2 min a step.
 MEDIUM = SuiteConfig(repeats=3, max_T=(("resnet", 100),), generation_n=1_000, tta_max_epochs=12)
 MODES = {"quick": QUICK, "medium": MEDIUM, "full": SuiteConfig()}
+
+
+def current_commit() -> str:
+  """The checkout's short commit hash, or "unknown" outside a git checkout."""
+  run = subprocess.run(
+    ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=os.path.dirname(__file__)
+  )
+  return run.stdout.strip() or "unknown"
 
 
 def machine() -> str:
@@ -216,6 +230,62 @@ def inference_rows(config: SuiteConfig, log) -> list[dict]:
     )
     log(rows[-1])
   return rows
+
+
+def export_rows(config: SuiteConfig, log) -> dict:
+  """Exported graphs (andi_jax.export, untrained weights, the folds averaged) against the JAX forward that
+  `predict` runs and, for the LSTM, the seed's PyTorch models: each side on the same standardised rows of
+  T points at the graph's width, timed in alternating blocks; and each family's export time and size."""
+  import tempfile
+
+  from andi_jax import infer
+  from andi_jax.methods.per_length import CLIP, SCALE
+
+  speed, artefacts = [], []
+  for family in config.export_families or config.families:
+    Ts = [T for T in config.export_T if T <= dict(config.max_T).get(family, config.export_T[-1])]
+    model, _ = build_model(family)
+    ens = Ensemble(model, TrainConfig())
+    if family == "lstm":  # seed 001's method: a model set per trained length
+      predictor = infer.Predictor(
+        model, np.array(Ts), {T: ens.init(config.folds, T).params for T in Ts}, SCALE, CLIP
+      )
+    else:
+      predictor = infer.AllLengthsPredictor(model, ens.init(config.folds, 64).params, task=1, classes=None)
+    graphs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+      for fmt in graph_export.FORMATS:
+        out = os.path.join(tmp, fmt)
+        start = time.perf_counter()
+        meta = graph_export.export(predictor, fmt, out, max_length=max(Ts))
+        seconds = time.perf_counter() - start
+        files = [os.path.join(out, f) for f in meta["graphs"].values()]
+        size = sum(os.path.getsize(f) for f in files)
+        artefacts.append(
+          {"family": family, "format": fmt, "graphs": len(files), "seconds": seconds, "mb": size / 1e6}
+        )
+        log(artefacts[-1])
+        graphs[fmt] = {
+          int(w): graph_export.load_graph(fmt, os.path.join(out, f)) for w, f in meta["graphs"].items()
+        }
+    for T in Ts:
+      width = T if family == "lstm" else infer.bucket_of(T)
+      params = predictor.params[T] if family == "lstm" else predictor.params
+      for B in config.export_batches:
+        x = np.zeros((B, width), np.float32)
+        x[:, width - T :] = bench.walks_and_alphas(B, T)[0]
+        length = np.full(B, T, np.int32)
+        sides = {
+          "jax": lambda: predictor.forward(params, x, length),
+          "onnx": lambda: graphs["onnx"][width](x, length),
+          "stablehlo": lambda: graphs["stablehlo"][width](x, length),
+        }
+        if family == "lstm" and config.torch and bench_torch.available():
+          sides["torch"] = bench_torch.infer_call(x, B, config.folds)
+        seconds = bench.interleaved_seconds(list(sides.values()), repeats=3, calls_per_turn=config.repeats)
+        speed.append({"family": family, "T": T, "batch": B, **{k: B / t for k, t in zip(sides, seconds)}})
+        log(speed[-1])
+  return {"speed": speed, "artefacts": artefacts}
 
 
 def time_to_accuracy(config: SuiteConfig, log) -> dict:
@@ -379,6 +449,7 @@ def write_report(results: dict, outdir) -> None:
     "|---|---|---|",
   ]
   lines += [f"| {r['family']} | {r['n']} ({r['max_T']}) | {_fmt(r['per_s'])} |" for r in results["inference"]]
+  lines += export_lines(results.get("export"), cfg["folds"])
   if results.get("generation"):
     lines += [
       "",
@@ -464,6 +535,39 @@ def write_report(results: dict, outdir) -> None:
     f.write("\n".join(lines) + "\n")
 
 
+def export_lines(export, folds) -> list[str]:
+  if not export:
+    return [
+      "",
+      "### Exported graphs",
+      "",
+      "Not measured: the export extra is not installed (setup.sh installs it).",
+    ]
+  lines = [
+    "",
+    f"### Exported graphs (`andi-jax export`), {folds} folds averaged, untrained weights",
+    "",
+    "Trajectories per second through one graph at the row's width (the LSTM: its trained length T; the "
+    "others: T's bucket), the same standardised rows on every side; `jax`: the forward `predict` runs; "
+    "`onnx`: onnxruntime (CPU) on the ONNX graph; `stablehlo`: the deserialized jax.export graph; `torch`: "
+    "the seed's PyTorch models.",
+    "",
+    "| model | T | batch | jax | onnx | stablehlo | torch | onnx / jax |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
+  lines += [
+    f"| {r['family']} | {r['T']} | {r['batch']} | {_fmt(r['jax'])} | {_fmt(r['onnx'])} | "
+    f"{_fmt(r['stablehlo'])} | {_fmt(r['torch']) if 'torch' in r else '-'} | {r['onnx'] / r['jax']:.2f} |"
+    for r in export["speed"]
+  ]
+  lines += ["", "| model | format | graphs | export seconds | size (MB) |", "|---|---|---|---|---|"]
+  lines += [
+    f"| {r['family']} | {r['format']} | {r['graphs']} | {r['seconds']:.1f} | {r['mb']:.2f} |"
+    for r in export["artefacts"]
+  ]
+  return lines
+
+
 def plot(results: dict, outdir) -> None:
   plt = pyplot()
   fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
@@ -496,13 +600,23 @@ def plot(results: dict, outdir) -> None:
   plt.close(fig)
 
 
-SECTIONS = ("throughput", "torch", "inference", "generation", "onthefly", "time_to_accuracy", "scaling")
+SECTIONS = (
+  "throughput",
+  "torch",
+  "inference",
+  "export",
+  "generation",
+  "onthefly",
+  "time_to_accuracy",
+  "scaling",
+)
 # settings that only one section reads: they may change when that section is re-measured (--only)
 OWN_SETTINGS = {
   "generation": ("generation_T", "generation_n", "generation_models"),
   "onthefly": ("onthefly_T", "onthefly_families", "onthefly_buckets", "onthefly_widths"),
   "time_to_accuracy": ("tta_n", "tta_target", "tta_max_epochs", "tta_runs"),
   "scaling": ("scaling_models", "scaling_T", "memory_gb"),
+  "export": ("export_families", "export_T", "export_batches"),
 }
 
 
@@ -512,12 +626,7 @@ def run(config: SuiteConfig, outdir, mode: str = "full", log=print, only: tuple[
   os.makedirs(outdir, exist_ok=True)
   path = os.path.join(outdir, "results.json")
   start = time.perf_counter()
-  commit = (
-    subprocess.run(
-      ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=os.path.dirname(__file__)
-    ).stdout.strip()
-    or "unknown"
-  )
+  commit = current_commit()
   date = time.strftime("%Y-%m-%d %H:%M")
   if only:
     if unknown := set(only) - set(SECTIONS):
@@ -560,6 +669,8 @@ def run(config: SuiteConfig, outdir, mode: str = "full", log=print, only: tuple[
   if config.torch and bench_torch.available():
     section("torch", lambda: torch_rows(config, log))
   section("inference", lambda: inference_rows(config, log))
+  if config.export_T and graph_export.available():
+    section("export", lambda: export_rows(config, log))
   if config.generation_T:
     section(
       "generation",

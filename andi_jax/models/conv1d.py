@@ -1,5 +1,5 @@
 """The convolutional families' shared layers: the 1D convolution, (B, S, C) rows with (K, C, O) kernels,
-and the move of left-padded rows to the front."""
+the move of left-padded rows to the front, and the count of a strided layer's outputs."""
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +24,12 @@ def conv1d(h_BxSxC, w_KxCxO, stride: int, padding: tuple[int, int], windows: boo
   h = jnp.pad(h_BxSxC, ((0, 0), (lo, hi), (0, 0)))
   last = stride * (S_out - 1) + 1
   return jnp.concatenate([h[:, k : k + last : stride] for k in range(K)], -1) @ w_KxCxO.reshape(-1, O)
+
+
+def ceil_div(n, d):
+  """ceil(n / d) for non-negative integer arrays, by truncating division: the exported graphs' converter
+  (jax2onnx) mislowers a remainder (floor division's) and an integer (a + b) / 2 on a symbolic batch."""
+  return jax.lax.div(n - (1 - d), jnp.asarray(d, jnp.result_type(n)))
 
 
 def to_front(x, length_B):

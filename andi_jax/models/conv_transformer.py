@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from andi_jax.models.conv1d import conv1d, to_front
+from andi_jax.models.conv1d import ceil_div, conv1d, to_front
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,13 +45,14 @@ def _pool_words(h_BxLxC, n_B, max_tokens):
 
   The group size depends on the row's own word count only, never on the batch or its padding.
   """
-  group = -(-n_B // max_tokens)
-  slot = jnp.arange(h_BxLxC.shape[1])[None] // group[:, None]  # (B, L): each word's pooled slot
+  group = ceil_div(n_B, max_tokens)
+  word = jnp.arange(h_BxLxC.shape[1], dtype=group.dtype)
+  slot = jax.lax.div(word[None], group[:, None])  # (B, L): each word's pooled slot
   valid = jnp.arange(h_BxLxC.shape[1])[None] < n_B[:, None]
   assign = (slot[..., None] == jnp.arange(max_tokens)) & valid[..., None]  # (B, L, max_tokens)
   total = jnp.einsum("blk,blc->bkc", assign.astype(h_BxLxC.dtype), h_BxLxC)
   count = jnp.sum(assign, 1)[..., None]
-  return total / jnp.maximum(count, 1), -(-n_B // group)
+  return total / jnp.maximum(count, 1), ceil_div(n_B, group)
 
 
 class EncoderBlock(nn.Module):
@@ -104,7 +105,7 @@ class ConvTransformer(nn.Module):
       # Explicit padding: the window grid starts at point 0 for every width (SAME would shift it).
       pad = ((cfg.kernel - 1) // 2, cfg.kernel // 2)
       h = nn.gelu(WindowConv(cfg.width, cfg.kernel, stride, pad, name=f"Conv_{i}")(h, train))
-      n = -(-n // stride)  # tokens whose window starts inside the row
+      n = ceil_div(n, stride)  # tokens whose window starts inside the row
       mask = jnp.arange(h.shape[1])[None] < n[:, None]
       h = h * mask[..., None]
     self.sow("intermediates", "words", h)  # the last convolution's words (Grad-CAM's stage)

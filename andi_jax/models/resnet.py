@@ -35,7 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from andi_jax.models.conv1d import conv1d, to_front
+from andi_jax.models.conv1d import ceil_div, conv1d, to_front
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,14 +144,15 @@ class ResNet(nn.Module):
     if x_BxCxT.shape[1] != cfg.channels:
       raise ValueError(f"input of shape {x.shape} for a ResNet of {cfg.channels} channel(s)")
     h = jnp.swapaxes(to_front(x_BxCxT, length_B)[0], 1, 2)  # (B, T, C)
-    n = -(-length_B // 2)
+    n = ceil_div(length_B, 2)
     h = _Norm(cfg.norm_groups)(_Conv(cfg.width, cfg.stem_kernel, 2)(h, train), n, relu=True)
-    h = nn.max_pool(h, (3,), strides=(2,), padding=((1, 1),))  # past the end: zeros, below any valid max
-    n = -(-n // 2)
+    # nn.max_pool's own reduction (jax2onnx mislowers nn.max_pool); past the end: zeros, below any valid max
+    h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 3, 1), (1, 2, 1), ((0, 0), (1, 1), (0, 0)))
+    n = ceil_div(n, 2)
     h = jnp.where(_valid(h, n), h, 0.0)
     for k, (blocks, name) in enumerate(zip(cfg.blocks, cfg.stages)):
       stride = 1 if k == 0 else 2
-      n = -(-n // stride)  # outputs whose window is centred inside the row
+      n = ceil_div(n, stride)  # outputs whose window is centred inside the row
       h = Stage(cfg.width * 2**k, blocks, stride, cfg, name=name)(h, n, train)
     pooled = h.sum(1) / n[:, None]
     return nn.Dense(cfg.outputs)(pooled)
