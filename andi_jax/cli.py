@@ -218,8 +218,6 @@ def cmd_export(args):
     task = {name: task for task, name in pretrained.NAMES.items()}[args.pretrained]
     source = pretrained.path(task)
   _check_out(args.out, directory=True)
-  if os.path.exists(args.out):
-    sys.exit(f"error: --out {args.out}: already exists; the export writes a new directory")
   model = infer.load(source) if args.checkpoint is not None else pretrained.load(task)
   meta = export.export(model, args.format, args.out, max_length=args.max_length, source=source)
   widths = ", ".join(meta["graphs"])

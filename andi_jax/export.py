@@ -151,7 +151,7 @@ def load_graph(fmt, path):
 def _probe(width, per_length: bool, rows: int = 5):
   """Standardised rows of random walks: full width (per-length), else lengths across the bucket."""
   rng = np.random.default_rng(width)
-  lo = width if per_length else max(min(width // 2 + 1, width), 10)
+  lo = width if per_length else max(width // 2 + 1, 10)
   length = np.linspace(lo, width, rows).round().astype(np.int32)
   x = np.zeros((rows, width), np.float32)
   for i, n in enumerate(length):
@@ -184,6 +184,11 @@ def export(checkpoint, fmt: str, out: str, max_length: int = 1024, source: str |
   per_length = isinstance(predictor, Predictor)
   model, classify = predictor.model, predictor.task == 2
   name = type(model).__name__
+  if fmt == "onnx" and name == "LSTM" and not per_length:
+    raise ExportError(
+      "an all-lengths LSTM has no ONNX export: its rows are left-padded, which ONNX's LSTM operator does "
+      "not take, and jax2onnx cannot lower the wavefront recurrence; use --format stablehlo"
+    )
   graphs = {}
   parent = os.path.dirname(os.path.abspath(out))
   tmp = tempfile.mkdtemp(dir=parent, prefix=".export-")
@@ -193,13 +198,8 @@ def export(checkpoint, fmt: str, out: str, max_length: int = 1024, source: str |
       forward = _forward(model, params_F, classify)
       if fmt == "stablehlo":
         blob = _stablehlo(forward, width)
-      elif name == "LSTM" and per_length:
-        blob = _onnx_lstm(model.config, params_F, width, classify)
       elif name == "LSTM":
-        raise ExportError(
-          "an all-lengths LSTM has no ONNX export: its rows are left-padded, which ONNX's LSTM operator does "
-          "not take, and jax2onnx cannot lower the wavefront recurrence; use --format stablehlo"
-        )
+        blob = _onnx_lstm(model.config, params_F, width, classify)
       else:
         blob = _onnx_jax2onnx(forward, width)
       file = os.path.join(tmp, f"w{width}{SUFFIX[fmt]}")
